@@ -1,0 +1,823 @@
+//! The circuit breaker: a pure state machine.
+//!
+//! No I/O, no tokio, no clock of its own: every call takes `now`, so the
+//! breaker can be tested exhaustively and benchmarked in nanoseconds. The
+//! scheduler asks [`Breaker::try_acquire`] before sending a probe and reports
+//! the probe's outcome with [`Breaker::record`].
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Breaker states, exported as the one-hot `state` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Closed,
+    Open,
+    HalfOpen,
+    ForcedOpen,
+    ForcedClosed,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Closed,
+        State::Open,
+        State::HalfOpen,
+        State::ForcedOpen,
+        State::ForcedClosed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+            State::ForcedOpen => "forced_open",
+            State::ForcedClosed => "forced_closed",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether an enforcing breaker in this state lets traffic through.
+    pub fn admits_traffic(self) -> bool {
+        matches!(self, State::Closed | State::HalfOpen | State::ForcedClosed)
+    }
+}
+
+/// Why a breaker entered `open` (or `forced_open`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripReason {
+    ConsecutiveFailures,
+    FailureRate,
+    SlowCalls,
+    HalfOpenFailure,
+    Manual,
+}
+
+impl TripReason {
+    pub const ALL: [TripReason; 5] = [
+        TripReason::ConsecutiveFailures,
+        TripReason::FailureRate,
+        TripReason::SlowCalls,
+        TripReason::HalfOpenFailure,
+        TripReason::Manual,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TripReason::ConsecutiveFailures => "consecutive_failures",
+            TripReason::FailureRate => "failure_rate",
+            TripReason::SlowCalls => "slow_calls",
+            TripReason::HalfOpenFailure => "half_open_failure",
+            TripReason::Manual => "manual",
+        }
+    }
+}
+
+/// Thresholds of one breaker (already validated by `config`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    pub failure_rate_threshold: f64,
+    pub window: u32,
+    pub min_calls: u32,
+    pub slow_call_duration: Duration,
+    pub slow_call_rate_threshold: f64,
+    pub open_duration: Duration,
+    pub max_open_duration: Duration,
+    pub success_threshold: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: 5,
+            failure_rate_threshold: 0.5,
+            window: 20,
+            min_calls: 10,
+            slow_call_duration: Duration::from_secs(5),
+            slow_call_rate_threshold: 1.0,
+            open_duration: Duration::from_secs(60),
+            max_open_duration: Duration::from_secs(600),
+            success_threshold: 2,
+        }
+    }
+}
+
+/// What a finished probe tells the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success { duration: Duration },
+    Failure,
+    /// Not a health signal (auth errors, client errors, scaled to zero, ...).
+    Ignored,
+}
+
+/// Permission to send one probe. Carries the breaker's epoch so that a probe
+/// which finishes after the state changed (a slow confirmation probe landing
+/// after the trip) cannot move the new state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permit {
+    epoch: u64,
+    trial: bool,
+}
+
+impl Permit {
+    pub fn is_trial(&self) -> bool {
+        self.trial
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+    /// Set on every entry into `open` or `forced_open`.
+    pub trip: Option<TripReason>,
+}
+
+/// Fixed-size ring of the last `window` recorded calls.
+#[derive(Clone, Debug)]
+struct Window {
+    /// bit 0: failure, bit 1: slow
+    slots: Box<[u8]>,
+    next: usize,
+    len: u32,
+    failures: u32,
+    slow: u32,
+}
+
+const FAILED: u8 = 1;
+const SLOW: u8 = 2;
+
+impl Window {
+    fn new(size: u32) -> Self {
+        Window {
+            slots: vec![0; size.max(1) as usize].into_boxed_slice(),
+            next: 0,
+            len: 0,
+            failures: 0,
+            slow: 0,
+        }
+    }
+
+    fn push(&mut self, flags: u8) {
+        if self.len as usize == self.slots.len() {
+            let old = self.slots[self.next];
+            self.failures -= u32::from(old & FAILED);
+            self.slow -= u32::from((old & SLOW) >> 1);
+        } else {
+            self.len += 1;
+        }
+        self.slots[self.next] = flags;
+        self.failures += u32::from(flags & FAILED);
+        self.slow += u32::from((flags & SLOW) >> 1);
+        self.next = (self.next + 1) % self.slots.len();
+    }
+
+    fn clear(&mut self) {
+        self.next = 0;
+        self.len = 0;
+        self.failures = 0;
+        self.slow = 0;
+    }
+
+    fn failure_ratio(&self) -> f64 {
+        if self.len == 0 {
+            0.0
+        } else {
+            f64::from(self.failures) / f64::from(self.len)
+        }
+    }
+
+    fn slow_ratio(&self) -> f64 {
+        if self.len == 0 {
+            0.0
+        } else {
+            f64::from(self.slow) / f64::from(self.len)
+        }
+    }
+}
+
+/// Spreads nearby seeds (endpoint 1, 2, 3...) over the whole state space.
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[derive(Clone, Debug)]
+pub struct Breaker {
+    cfg: BreakerConfig,
+    state: State,
+    since: Instant,
+    epoch: u64,
+    open_until: Option<Instant>,
+    /// Nominal (un-jittered) length of the next open period.
+    backoff: Duration,
+    /// Actual length of the current (or last) open period, jitter included.
+    current_open: Duration,
+    consecutive_failures: u32,
+    half_open_successes: u32,
+    trial_in_flight: bool,
+    window: Window,
+    rng: u64,
+}
+
+impl Breaker {
+    /// `seed` drives the ±10% backoff jitter; give each endpoint its own.
+    pub fn new(cfg: BreakerConfig, now: Instant, seed: u64) -> Self {
+        let window = Window::new(cfg.window);
+        Breaker {
+            backoff: cfg.open_duration,
+            current_open: cfg.open_duration,
+            cfg,
+            state: State::Closed,
+            since: now,
+            epoch: 0,
+            open_until: None,
+            consecutive_failures: 0,
+            half_open_successes: 0,
+            trial_in_flight: false,
+            window,
+            rng: splitmix64(seed) | 1,
+        }
+    }
+
+    pub fn config(&self) -> &BreakerConfig {
+        &self.cfg
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// When the current state was entered.
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// End of the current open period, while `open`.
+    pub fn open_until(&self) -> Option<Instant> {
+        self.open_until
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
+    /// Share of failures among the calls in the window (0 when empty).
+    pub fn failure_ratio(&self) -> f64 {
+        self.window.failure_ratio()
+    }
+
+    pub fn slow_call_ratio(&self) -> f64 {
+        self.window.slow_ratio()
+    }
+
+    pub fn window_len(&self) -> u32 {
+        self.window.len
+    }
+
+    /// The current open period (jitter included); the backoff.
+    pub fn open_duration(&self) -> Duration {
+        self.current_open
+    }
+
+    pub fn trial_in_flight(&self) -> bool {
+        self.trial_in_flight
+    }
+
+    /// Whether a failure is being confirmed: the scheduler probes faster then.
+    pub fn confirming(&self) -> bool {
+        match self.state {
+            State::Closed | State::ForcedClosed => self.consecutive_failures > 0,
+            State::HalfOpen => true,
+            State::Open | State::ForcedOpen => false,
+        }
+    }
+
+    /// Ask to send one probe. An `open` breaker whose period has ended moves
+    /// to `half_open` here and grants the trial.
+    pub fn try_acquire(&mut self, now: Instant) -> (Option<Permit>, Option<Transition>) {
+        match self.state {
+            State::Closed | State::ForcedClosed => (Some(self.permit(false)), None),
+            State::ForcedOpen => (None, None),
+            State::Open => match self.open_until {
+                Some(until) if now >= until => {
+                    let t = self.enter(State::HalfOpen, now, None);
+                    self.trial_in_flight = true;
+                    (Some(self.permit(true)), Some(t))
+                }
+                _ => (None, None),
+            },
+            State::HalfOpen => {
+                if self.trial_in_flight {
+                    (None, None)
+                } else {
+                    self.trial_in_flight = true;
+                    (Some(self.permit(true)), None)
+                }
+            }
+        }
+    }
+
+    fn permit(&self, trial: bool) -> Permit {
+        Permit {
+            epoch: self.epoch,
+            trial,
+        }
+    }
+
+    /// Report the outcome of a probe sent under `permit`. Outcomes of probes
+    /// granted before the last state change are stale and change nothing.
+    pub fn record(&mut self, permit: Permit, outcome: Outcome, now: Instant) -> Option<Transition> {
+        if permit.epoch != self.epoch {
+            return None;
+        }
+        match self.state {
+            State::Closed | State::ForcedClosed => self.record_closed(outcome, now),
+            State::HalfOpen => {
+                self.trial_in_flight = false;
+                match outcome {
+                    Outcome::Ignored => None,
+                    Outcome::Success { .. } => {
+                        self.half_open_successes += 1;
+                        if self.half_open_successes >= self.cfg.success_threshold {
+                            self.backoff = self.cfg.open_duration;
+                            Some(self.enter(State::Closed, now, None))
+                        } else {
+                            None
+                        }
+                    }
+                    Outcome::Failure => {
+                        self.backoff = (self.backoff * 2).min(self.cfg.max_open_duration);
+                        Some(self.trip(TripReason::HalfOpenFailure, now))
+                    }
+                }
+            }
+            State::Open | State::ForcedOpen => None,
+        }
+    }
+
+    fn record_closed(&mut self, outcome: Outcome, now: Instant) -> Option<Transition> {
+        match outcome {
+            Outcome::Ignored => return None,
+            Outcome::Success { duration } => {
+                self.consecutive_failures = 0;
+                let slow = duration > self.cfg.slow_call_duration;
+                self.window.push(if slow { SLOW } else { 0 });
+            }
+            Outcome::Failure => {
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                self.window.push(FAILED);
+            }
+        }
+        if self.state == State::ForcedClosed {
+            return None;
+        }
+        let reason = self.trip_reason()?;
+        Some(self.trip(reason, now))
+    }
+
+    fn trip_reason(&self) -> Option<TripReason> {
+        if self.consecutive_failures >= self.cfg.failure_threshold {
+            return Some(TripReason::ConsecutiveFailures);
+        }
+        if self.window.len >= self.cfg.min_calls {
+            if self.window.failures > 0
+                && self.window.failure_ratio() >= self.cfg.failure_rate_threshold
+            {
+                return Some(TripReason::FailureRate);
+            }
+            if self.cfg.slow_call_rate_threshold < 1.0
+                && self.window.slow > 0
+                && self.window.slow_ratio() >= self.cfg.slow_call_rate_threshold
+            {
+                return Some(TripReason::SlowCalls);
+            }
+        }
+        None
+    }
+
+    fn trip(&mut self, reason: TripReason, now: Instant) -> Transition {
+        self.current_open = self.jittered(self.backoff);
+        let t = self.enter(State::Open, now, Some(reason));
+        self.open_until = Some(now + self.current_open);
+        t
+    }
+
+    /// ±10% jitter so that breakers tripped together do not retry together;
+    /// never past the configured cap.
+    fn jittered(&mut self, nominal: Duration) -> Duration {
+        // xorshift64*: deterministic per seed, no dependency, no I/O.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        let unit = r as f64 / (1u64 << 53) as f64; // [0, 1)
+        let factor = 0.9 + 0.2 * unit;
+        nominal
+            .mul_f64(factor)
+            .min(self.cfg.max_open_duration.max(self.cfg.open_duration))
+    }
+
+    fn enter(&mut self, to: State, now: Instant, trip: Option<TripReason>) -> Transition {
+        let from = self.state;
+        self.state = to;
+        self.since = now;
+        self.epoch += 1;
+        self.trial_in_flight = false;
+        self.half_open_successes = 0;
+        if to != State::Open {
+            self.open_until = None;
+        }
+        if matches!(to, State::Closed | State::ForcedClosed) {
+            self.consecutive_failures = 0;
+            self.window.clear();
+        }
+        Transition { from, to, trip }
+    }
+
+    /// Admin action: hold the breaker open until reset.
+    pub fn force_open(&mut self, now: Instant) -> Option<Transition> {
+        (self.state != State::ForcedOpen)
+            .then(|| self.enter(State::ForcedOpen, now, Some(TripReason::Manual)))
+    }
+
+    /// Admin action: hold the breaker closed (never trips) until reset.
+    pub fn force_closed(&mut self, now: Instant) -> Option<Transition> {
+        (self.state != State::ForcedClosed).then(|| self.enter(State::ForcedClosed, now, None))
+    }
+
+    /// Admin action: back to `closed` with counters and backoff cleared.
+    pub fn reset(&mut self, now: Instant) -> Option<Transition> {
+        self.backoff = self.cfg.open_duration;
+        self.current_open = self.cfg.open_duration;
+        self.consecutive_failures = 0;
+        self.window.clear();
+        (self.state != State::Closed).then(|| self.enter(State::Closed, now, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> BreakerConfig {
+        BreakerConfig {
+            failure_threshold: 3,
+            failure_rate_threshold: 0.5,
+            window: 10,
+            min_calls: 6,
+            slow_call_duration: Duration::from_millis(500),
+            slow_call_rate_threshold: 0.8,
+            open_duration: Duration::from_secs(10),
+            max_open_duration: Duration::from_secs(60),
+            success_threshold: 2,
+        }
+    }
+
+    const OK: Outcome = Outcome::Success {
+        duration: Duration::from_millis(10),
+    };
+    const SLOW_OK: Outcome = Outcome::Success {
+        duration: Duration::from_secs(1),
+    };
+
+    fn call(b: &mut Breaker, o: Outcome, now: Instant) -> Option<Transition> {
+        let (p, _) = b.try_acquire(now);
+        b.record(p.expect("permitted"), o, now)
+    }
+
+    fn trip(b: &mut Breaker, now: Instant) -> Transition {
+        for _ in 0..2 {
+            assert_eq!(call(b, Outcome::Failure, now), None);
+        }
+        call(b, Outcome::Failure, now).expect("trips on the third failure")
+    }
+
+    #[test]
+    fn trips_on_consecutive_failures() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 7);
+        let t = trip(&mut b, t0);
+        assert_eq!(
+            t,
+            Transition {
+                from: State::Closed,
+                to: State::Open,
+                trip: Some(TripReason::ConsecutiveFailures)
+            }
+        );
+        assert_eq!(b.state(), State::Open);
+        assert!(b.open_until().unwrap() >= t0 + Duration::from_secs(9));
+        assert!(b.open_until().unwrap() <= t0 + Duration::from_secs(11));
+    }
+
+    #[test]
+    fn success_resets_consecutive_count() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 7);
+        call(&mut b, Outcome::Failure, t0);
+        call(&mut b, Outcome::Failure, t0);
+        call(&mut b, OK, t0);
+        assert_eq!(b.consecutive_failures(), 0);
+        assert_eq!(call(&mut b, Outcome::Failure, t0), None);
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[test]
+    fn transition_table() {
+        // (setup, action, expected state, expected trip)
+        type Setup = fn(&mut Breaker, Instant);
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(61);
+        let cases: Vec<(&str, Setup, Box<dyn Fn(&mut Breaker) -> Option<Transition>>, State, Option<TripReason>)> = vec![
+            ("closed+success", |_, _| {}, Box::new(move |b| call(b, OK, t0)), State::Closed, None),
+            ("closed+ignored", |_, _| {}, Box::new(move |b| call(b, Outcome::Ignored, t0)), State::Closed, None),
+            ("open rejects before period end", |b, t| { trip(b, t); }, Box::new(move |b| { assert!(b.try_acquire(t0 + Duration::from_secs(5)).0.is_none()); None }), State::Open, None),
+            ("open->half_open at period end", |b, t| { trip(b, t); }, Box::new(move |b| b.try_acquire(later).1), State::HalfOpen, None),
+            ("half_open+success stays until threshold", |b, t| { trip(b, t); }, Box::new(move |b| call(b, OK, later)), State::HalfOpen, None),
+            ("half_open+2 successes closes", |b, t| { trip(b, t); call(b, OK, t + Duration::from_secs(61)); }, Box::new(move |b| call(b, OK, later)), State::Closed, None),
+            ("half_open+failure reopens", |b, t| { trip(b, t); }, Box::new(move |b| call(b, Outcome::Failure, later)), State::Open, Some(TripReason::HalfOpenFailure)),
+            ("half_open+ignored stays", |b, t| { trip(b, t); }, Box::new(move |b| call(b, Outcome::Ignored, later)), State::HalfOpen, None),
+            ("closed->forced_open", |_, _| {}, Box::new(move |b| b.force_open(t0)), State::ForcedOpen, Some(TripReason::Manual)),
+            ("open->forced_open", |b, t| { trip(b, t); }, Box::new(move |b| b.force_open(t0)), State::ForcedOpen, Some(TripReason::Manual)),
+            ("closed->forced_closed", |_, _| {}, Box::new(move |b| b.force_closed(t0)), State::ForcedClosed, None),
+            ("open->forced_closed", |b, t| { trip(b, t); }, Box::new(move |b| b.force_closed(t0)), State::ForcedClosed, None),
+            ("forced_open->reset", |b, t| { b.force_open(t); }, Box::new(move |b| b.reset(t0)), State::Closed, None),
+            ("forced_closed->reset", |b, t| { b.force_closed(t); }, Box::new(move |b| b.reset(t0)), State::Closed, None),
+            ("open->reset", |b, t| { trip(b, t); }, Box::new(move |b| b.reset(t0)), State::Closed, None),
+            ("half_open->reset", |b, t| { trip(b, t); b.try_acquire(t + Duration::from_secs(61)); }, Box::new(move |b| b.reset(later)), State::Closed, None),
+            ("forced_closed never trips", |b, t| { b.force_closed(t); }, Box::new(move |b| { for _ in 0..20 { call(b, Outcome::Failure, t0); } None }), State::ForcedClosed, None),
+            ("forced_open rejects after any time", |b, t| { b.force_open(t); }, Box::new(move |b| { assert!(b.try_acquire(later + Duration::from_secs(9999)).0.is_none()); None }), State::ForcedOpen, None),
+            ("forced_open->forced_closed", |b, t| { b.force_open(t); }, Box::new(move |b| b.force_closed(t0)), State::ForcedClosed, None),
+        ];
+        for (name, setup, action, want_state, want_trip) in cases {
+            let mut b = Breaker::new(cfg(), t0, 42);
+            setup(&mut b, t0);
+            let t = action(&mut b);
+            assert_eq!(b.state(), want_state, "{name}: state");
+            assert_eq!(t.and_then(|t| t.trip), want_trip, "{name}: trip");
+            if let Some(t) = t {
+                assert_eq!(t.to, want_state, "{name}: transition target");
+            }
+        }
+    }
+
+    #[test]
+    fn half_open_allows_one_trial_at_a_time() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 1);
+        trip(&mut b, t0);
+        let at = t0 + Duration::from_secs(20);
+        let (p, t) = b.try_acquire(at);
+        assert!(p.unwrap().is_trial());
+        assert_eq!(t.unwrap().to, State::HalfOpen);
+        assert!(b.try_acquire(at).0.is_none(), "second trial while one is in flight");
+        b.record(p.unwrap(), OK, at);
+        assert!(b.try_acquire(at).0.is_some(), "next trial after the first finished");
+    }
+
+    #[test]
+    fn trips_on_failure_rate_once_min_calls_reached() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 1);
+        // F S F S F -> 5 calls, below min_calls 6
+        for o in [Outcome::Failure, OK, Outcome::Failure, OK, Outcome::Failure] {
+            assert_eq!(call(&mut b, o, t0), None);
+        }
+        let t = call(&mut b, OK, t0).expect("3/6 failed >= 0.5");
+        assert_eq!(t.trip, Some(TripReason::FailureRate));
+    }
+
+    #[test]
+    fn trips_on_slow_call_rate() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 1);
+        for _ in 0..4 {
+            assert_eq!(call(&mut b, SLOW_OK, t0), None);
+        }
+        assert_eq!(call(&mut b, OK, t0), None);
+        // 5 of 6 slow = 0.83 >= 0.8
+        let t = call(&mut b, SLOW_OK, t0).expect("slow calls trip");
+        assert_eq!(t.trip, Some(TripReason::SlowCalls));
+    }
+
+    #[test]
+    fn slow_rate_threshold_of_one_is_off() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(
+            BreakerConfig {
+                slow_call_rate_threshold: 1.0,
+                ..cfg()
+            },
+            t0,
+            1,
+        );
+        for _ in 0..30 {
+            assert_eq!(call(&mut b, SLOW_OK, t0), None);
+        }
+        assert_eq!(b.slow_call_ratio(), 1.0);
+    }
+
+    #[test]
+    fn window_forgets_old_calls() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 1);
+        call(&mut b, Outcome::Failure, t0);
+        call(&mut b, Outcome::Failure, t0);
+        for _ in 0..10 {
+            call(&mut b, OK, t0);
+        }
+        assert_eq!(b.window_len(), 10);
+        assert_eq!(b.failure_ratio(), 0.0);
+    }
+
+    #[test]
+    fn backoff_doubles_per_reopen_and_caps_and_resets_on_close() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 99);
+        trip(&mut b, t0);
+        let mut now;
+        let mut seen = vec![b.open_duration()];
+        for _ in 0..5 {
+            now = b.open_until().unwrap();
+            call(&mut b, Outcome::Failure, now).unwrap();
+            seen.push(b.open_duration());
+        }
+        let nominal = [10.0, 20.0, 40.0, 60.0, 60.0, 60.0];
+        for (got, want) in seen.iter().zip(nominal) {
+            let got = got.as_secs_f64();
+            assert!(got >= want * 0.9 - 1e-9 && got <= (want * 1.1).min(60.0), "{got} vs {want}");
+        }
+        // recover: two trial successes close and reset the backoff
+        now = b.open_until().unwrap();
+        call(&mut b, OK, now);
+        call(&mut b, OK, now);
+        assert_eq!(b.state(), State::Closed);
+        trip(&mut b, now);
+        let d = b.open_duration().as_secs_f64();
+        assert!((9.0..=11.0).contains(&d), "backoff reset, got {d}");
+    }
+
+    #[test]
+    fn stale_outcome_from_before_a_trip_changes_nothing() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 1);
+        let (slow_permit, _) = b.try_acquire(t0);
+        trip(&mut b, t0);
+        assert_eq!(b.record(slow_permit.unwrap(), OK, t0), None);
+        assert_eq!(b.state(), State::Open);
+        // after half-open, the old permit still cannot close it
+        let later = b.open_until().unwrap();
+        let (trial, _) = b.try_acquire(later);
+        assert_eq!(b.record(slow_permit.unwrap(), OK, later), None);
+        assert!(b.trial_in_flight());
+        b.record(trial.unwrap(), OK, later);
+        assert_eq!(b.state(), State::HalfOpen);
+    }
+
+    #[test]
+    fn jitter_differs_by_seed_and_is_bounded() {
+        let t0 = Instant::now();
+        let mut durations = std::collections::HashSet::new();
+        for seed in 0..20 {
+            let mut b = Breaker::new(cfg(), t0, seed);
+            trip(&mut b, t0);
+            let d = b.open_duration();
+            assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11));
+            durations.insert(d);
+        }
+        assert!(durations.len() > 10, "jitter spreads open periods");
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Advance(u64),
+        Probe(Outcome),
+        /// acquire now, record after `n` later ops (models overlapping probes)
+        Overlap(Outcome),
+        ForceOpen,
+        ForceClosed,
+        Reset,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let outcome = prop_oneof![
+            Just(Outcome::Failure),
+            Just(Outcome::Ignored),
+            (0u64..2000).prop_map(|ms| Outcome::Success {
+                duration: Duration::from_millis(ms)
+            }),
+        ];
+        prop_oneof![
+            6 => (0u64..30_000).prop_map(Op::Advance),
+            10 => outcome.clone().prop_map(Op::Probe),
+            3 => outcome.prop_map(Op::Overlap),
+            1 => Just(Op::ForceOpen),
+            1 => Just(Op::ForceClosed),
+            1 => Just(Op::Reset),
+        ]
+    }
+
+    fn config() -> impl Strategy<Value = BreakerConfig> {
+        (1u32..6, 0.1f64..1.0, 1u32..20, 1u32..20, 1u32..4, 1u64..30).prop_map(
+            |(ft, rate, window, min_calls, st, open)| BreakerConfig {
+                failure_threshold: ft,
+                failure_rate_threshold: rate,
+                window,
+                min_calls,
+                slow_call_duration: Duration::from_millis(800),
+                slow_call_rate_threshold: 0.9,
+                open_duration: Duration::from_secs(open),
+                max_open_duration: Duration::from_secs(open * 8),
+                success_threshold: st,
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn invariants_hold(cfg in config(), ops in proptest::collection::vec(op(), 1..200), seed in any::<u64>()) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut b = Breaker::new(cfg.clone(), t0, seed);
+            let mut pending: Vec<(Permit, Outcome)> = Vec::new();
+            for op in ops {
+                let before = b.state();
+                let failures_before = b.consecutive_failures();
+                let window_before = b.window_len();
+                let transition = match op {
+                    Op::Advance(ms) => { now += Duration::from_millis(ms); None }
+                    Op::Probe(o) | Op::Overlap(o) => {
+                        let open_until = b.open_until();
+                        let (permit, t) = b.try_acquire(now);
+                        match permit {
+                            None => {
+                                // rejected: never counted as a failure, never before the period ends
+                                prop_assert_eq!(b.consecutive_failures(), failures_before);
+                                prop_assert_eq!(b.window_len(), window_before);
+                                prop_assert!(t.is_none());
+                                None
+                            }
+                            Some(p) => {
+                                if before == State::Open {
+                                    prop_assert!(now >= open_until.unwrap(), "probe admitted while open before the period ended");
+                                }
+                                prop_assert!(!matches!(before, State::ForcedOpen));
+                                if matches!(op, Op::Overlap(_)) { pending.push((p, o)); t }
+                                else {
+                                    let t2 = b.record(p, o, now);
+                                    t2.or(t)
+                                }
+                            }
+                        }
+                    }
+                    Op::ForceOpen => b.force_open(now),
+                    Op::ForceClosed => b.force_closed(now),
+                    Op::Reset => b.reset(now),
+                };
+                // finish the oldest overlapping probe now and then
+                if pending.len() > 2 {
+                    let (p, o) = pending.remove(0);
+                    b.record(p, o, now);
+                }
+                if let Some(t) = transition {
+                    prop_assert!(t.from != t.to || t.trip.is_some());
+                    prop_assert_eq!(t.trip.is_some(), matches!(t.to, State::Open | State::ForcedOpen));
+                }
+                // exactly one state, and its derived fields agree with it
+                let s = b.state();
+                prop_assert_eq!(State::ALL.iter().filter(|x| **x == s).count(), 1);
+                prop_assert_eq!(b.open_until().is_some(), s == State::Open);
+                if s == State::Open {
+                    let d = b.open_duration();
+                    prop_assert!(d <= cfg.max_open_duration);
+                    prop_assert!(d >= cfg.open_duration.mul_f64(0.9) - Duration::from_nanos(1));
+                }
+                prop_assert!(b.failure_ratio() >= 0.0 && b.failure_ratio() <= 1.0);
+                prop_assert!(b.window_len() <= cfg.window);
+                if s == State::Closed {
+                    prop_assert!(b.consecutive_failures() < cfg.failure_threshold);
+                }
+            }
+        }
+    }
+}

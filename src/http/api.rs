@@ -1,0 +1,153 @@
+//! `/api/v1`: breaker and route state as JSON, and guarded admin actions.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State as AxState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{rfc3339, wall};
+use crate::breaker::State;
+use crate::daemon::{AdminAction, Daemon};
+use crate::probe::Verdict;
+
+#[derive(Serialize)]
+pub struct BreakerView {
+    pub name: String,
+    pub kind: &'static str,
+    pub probe: &'static str,
+    pub host: String,
+    pub model: Option<String>,
+    pub state: State,
+    pub since: String,
+    pub enforced: bool,
+    pub consecutive_failures: u32,
+    pub failure_ratio: f64,
+    pub open_until: Option<String>,
+    pub open_duration_seconds: f64,
+    pub counts: CountsView,
+    pub last_probe: Option<LastProbeView>,
+    pub next_probe_at: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct CountsView {
+    pub success: u64,
+    pub failure: u64,
+    pub ignored: u64,
+    pub rejected: u64,
+    pub trips: u64,
+}
+
+#[derive(Serialize)]
+pub struct LastProbeView {
+    pub at: String,
+    pub result: &'static str,
+    pub reason: Option<&'static str>,
+    pub status_code: Option<u16>,
+    pub duration_seconds: f64,
+    pub detail: String,
+}
+
+pub fn breaker_views(d: &Daemon) -> Vec<BreakerView> {
+    let topo = d.topology();
+    topo.endpoints
+        .iter()
+        .map(|ep| {
+            let st = ep.lock();
+            let cfg = &st.cfg;
+            BreakerView {
+                name: ep.name.clone(),
+                kind: cfg.kind.as_str(),
+                probe: cfg.probe.as_str(),
+                host: cfg.host(),
+                model: cfg.model.clone(),
+                state: st.breaker.state(),
+                since: rfc3339(st.since_wall),
+                enforced: cfg.enforce,
+                consecutive_failures: st.breaker.consecutive_failures(),
+                failure_ratio: st.breaker.failure_ratio(),
+                open_until: st.breaker.open_until().map(|t| rfc3339(wall(t))),
+                open_duration_seconds: st.breaker.open_duration().as_secs_f64(),
+                counts: CountsView {
+                    success: st.counts.success,
+                    failure: st.counts.failure,
+                    ignored: st.counts.ignored,
+                    rejected: st.counts.rejected,
+                    trips: st.counts.trips,
+                },
+                last_probe: st.last.as_ref().map(|l| LastProbeView {
+                    at: rfc3339(l.at),
+                    result: match l.verdict {
+                        Verdict::Success => "success",
+                        Verdict::Failure(_) => "failure",
+                        Verdict::Ignored(_) => "ignored",
+                    },
+                    reason: l.verdict.reason().map(|r| r.as_str()),
+                    status_code: l.status,
+                    duration_seconds: l.duration.as_secs_f64(),
+                    detail: l.detail.clone(),
+                }),
+                next_probe_at: st.next_probe.map(|t| rfc3339(wall(t))),
+            }
+        })
+        .collect()
+}
+
+pub async fn breakers(AxState(d): AxState<Arc<Daemon>>) -> Json<serde_json::Value> {
+    Json(json!({ "breakers": breaker_views(&d) }))
+}
+
+pub async fn routes(AxState(d): AxState<Arc<Daemon>>) -> Json<serde_json::Value> {
+    let routes: Vec<_> = d
+        .routes()
+        .into_iter()
+        .map(|r| {
+            let since = rfc3339(wall(r.since));
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["since"] = json!(since);
+            v
+        })
+        .collect();
+    Json(json!({ "routes": routes }))
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+pub async fn admin(
+    AxState(d): AxState<Arc<Daemon>>,
+    Path((endpoint, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(token) = d.admin_token() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "admin API disabled: start hfbreaker with --web.admin-token-file",
+        );
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|p| token.constant_time_eq(p.trim())) {
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+        return r;
+    }
+    let Some(action) = AdminAction::parse(&action) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown action; use force-open, force-closed or reset",
+        );
+    };
+    match d.admin(&endpoint, action) {
+        Ok(state) => Json(json!({ "endpoint": endpoint, "state": state })).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
+}

@@ -1,0 +1,15 @@
+//! hfbreaker: active probing of Hugging Face inference endpoints through
+//! circuit breakers, with fallback routes and Prometheus metrics.
+
+pub mod breaker;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod probe;
+pub mod route;
+pub mod schedule;
+pub mod secret;
+pub mod sim;

@@ -1,0 +1,570 @@
+//! One scheduler for all endpoints.
+//!
+//! A single task keeps a timer heap with one entry per endpoint. On every
+//! wake it asks [`plan`] what to do: send a probe, count a rejection (open
+//! circuit), or nothing, and when to wake next. Probes run in their own
+//! tasks and wake the scheduler when they finish, so a hanging probe never
+//! delays the next confirmation: while confirming, probes start every
+//! `confirm_interval` whether or not the previous one has answered.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::breaker::{Breaker, Outcome, Permit, State, Transition};
+use crate::config::EndpointConfig;
+use crate::metrics::{EndpointMetrics, ProbeResult};
+use crate::probe::{Prepared, Reason, Report, Verdict};
+
+/// What the last sent probe found, for the API and landing page.
+#[derive(Clone, Debug)]
+pub struct LastProbe {
+    pub at: SystemTime,
+    pub verdict: Verdict,
+    pub status: Option<u16>,
+    pub duration: Duration,
+    pub detail: String,
+}
+
+/// Probe counts since the endpoint was (re)configured, for the API.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    pub success: u64,
+    pub failure: u64,
+    pub ignored: u64,
+    pub rejected: u64,
+    pub trips: u64,
+}
+
+/// Mutable state of one endpoint, behind its own lock.
+pub struct EndpointState {
+    pub cfg: Arc<EndpointConfig>,
+    pub prepared: Arc<Prepared>,
+    pub breaker: Breaker,
+    pub since_wall: SystemTime,
+    /// Last time a probe was sent or rejected.
+    last_tick: Option<Instant>,
+    in_flight: Vec<(u64, Instant)>,
+    next_id: u64,
+    /// The heap entry that is current for this endpoint.
+    scheduled_at: Option<Instant>,
+    pub next_probe: Option<Instant>,
+    pub last: Option<LastProbe>,
+    pub counts: Counts,
+}
+
+/// One endpoint as the daemon runs it.
+pub struct Endpoint {
+    pub name: String,
+    pub state: std::sync::Mutex<EndpointState>,
+    pub metrics: EndpointMetrics,
+    /// Mirror of the breaker state for lock-free route evaluation.
+    state_code: AtomicU8,
+    enforce: AtomicBool,
+    /// Index in the current scheduler, for wake-ups.
+    slot: AtomicUsize,
+}
+
+/// What to do at a wake-up.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    Nothing,
+    Reject,
+    Probe(Permit),
+}
+
+impl Endpoint {
+    pub fn new(cfg: EndpointConfig, metrics: EndpointMetrics, now: Instant, seed: u64) -> Self {
+        let breaker = Breaker::new(cfg.breaker.clone(), now, seed);
+        metrics.set_state(State::Closed, unix(SystemTime::now()));
+        metrics.breaker_stats(0, 0.0, breaker.open_duration().as_secs_f64());
+        Endpoint {
+            name: cfg.name.clone(),
+            enforce: AtomicBool::new(cfg.enforce),
+            state: std::sync::Mutex::new(EndpointState {
+                prepared: Arc::new(Prepared::new(&cfg)),
+                cfg: Arc::new(cfg),
+                breaker,
+                since_wall: SystemTime::now(),
+                last_tick: None,
+                in_flight: Vec::new(),
+                next_id: 0,
+                scheduled_at: None,
+                next_probe: None,
+                last: None,
+                counts: Counts::default(),
+            }),
+            metrics,
+            state_code: AtomicU8::new(State::Closed as u8),
+            slot: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, EndpointState> {
+        // A panic elsewhere must not take the prober down with it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn breaker_state(&self) -> State {
+        State::ALL[self.state_code.load(Ordering::Relaxed) as usize]
+    }
+
+    /// Whether routes may send traffic here now.
+    pub fn admits_traffic(&self) -> bool {
+        !self.enforce.load(Ordering::Relaxed) || self.breaker_state().admits_traffic()
+    }
+
+    /// Swap in a new token (a reload that changed nothing else).
+    pub fn replace_config(&self, cfg: EndpointConfig) {
+        let mut st = self.lock();
+        st.prepared = Arc::new(Prepared::new(&cfg));
+        st.cfg = Arc::new(cfg);
+    }
+
+    /// Record a state change in metrics and the lock-free mirror.
+    /// Call with the endpoint lock held so mirrors follow transitions in order.
+    pub fn apply(&self, st: &mut EndpointState, t: Transition) {
+        st.since_wall = SystemTime::now();
+        self.state_code.store(t.to as u8, Ordering::Relaxed);
+        self.metrics.set_state(t.to, unix(st.since_wall));
+        if let Some(reason) = t.trip {
+            self.metrics.trip(reason);
+            st.counts.trips += 1;
+        }
+        self.refresh_stats(st);
+        match t.trip {
+            Some(reason) => tracing::warn!(endpoint = %self.name, from = t.from.as_str(), to = t.to.as_str(), reason = reason.as_str(), open_for = ?st.breaker.open_duration(), "circuit opened"),
+            None => tracing::info!(endpoint = %self.name, from = t.from.as_str(), to = t.to.as_str(), "circuit state changed"),
+        }
+    }
+
+    pub fn refresh_stats(&self, st: &EndpointState) {
+        self.metrics.breaker_stats(
+            st.breaker.consecutive_failures(),
+            st.breaker.failure_ratio(),
+            st.breaker.open_duration().as_secs_f64(),
+        );
+    }
+}
+
+pub fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Decide what to do for one endpoint at `now`, and when to look again.
+/// Pure apart from the endpoint state it is given.
+pub fn plan(st: &mut EndpointState, now: Instant) -> (Action, Option<Transition>, Instant) {
+    let interval = st.cfg.interval;
+    let confirm = st.cfg.confirm_interval;
+    let due = |period: Duration, last: Option<Instant>| last.is_none_or(|l| now >= l + period);
+    match st.breaker.state() {
+        State::Open => {
+            let until = st.breaker.open_until().unwrap_or(now);
+            if now >= until {
+                let (permit, t) = st.breaker.try_acquire(now);
+                if let Some(p) = permit {
+                    st.last_tick = Some(now);
+                    return (Action::Probe(p), t, now + confirm);
+                }
+                (Action::Nothing, t, now + confirm)
+            } else if due(interval, st.last_tick) {
+                st.last_tick = Some(now);
+                (Action::Reject, None, (now + interval).min(until))
+            } else {
+                let next = st.last_tick.map_or(now, |l| l + interval);
+                (Action::Nothing, None, next.min(until))
+            }
+        }
+        State::ForcedOpen => {
+            if due(interval, st.last_tick) {
+                st.last_tick = Some(now);
+                (Action::Reject, None, now + interval)
+            } else {
+                (Action::Nothing, None, st.last_tick.map_or(now, |l| l + interval))
+            }
+        }
+        State::HalfOpen => {
+            if st.breaker.trial_in_flight() {
+                // The trial's completion wakes us; this is a safety net.
+                (Action::Nothing, None, now + st.cfg.timeout)
+            } else if due(confirm, st.last_tick) {
+                match st.breaker.try_acquire(now) {
+                    (Some(p), t) => {
+                        st.last_tick = Some(now);
+                        (Action::Probe(p), t, now + confirm)
+                    }
+                    (None, t) => (Action::Nothing, t, now + confirm),
+                }
+            } else {
+                (Action::Nothing, None, st.last_tick.map_or(now, |l| l + confirm))
+            }
+        }
+        State::Closed | State::ForcedClosed => {
+            // A probe still unanswered after `confirm` is a suspect: confirm now.
+            let suspect = st.in_flight.first().is_some_and(|(_, s)| now >= *s + confirm);
+            let period = if st.breaker.confirming() || suspect {
+                confirm
+            } else {
+                interval
+            };
+            let (action, t) = if due(period, st.last_tick) {
+                let (permit, t) = st.breaker.try_acquire(now);
+                match permit {
+                    Some(p) => {
+                        st.last_tick = Some(now);
+                        (Action::Probe(p), t)
+                    }
+                    None => (Action::Nothing, t),
+                }
+            } else {
+                (Action::Nothing, None)
+            };
+            let last = st.last_tick.unwrap_or(now);
+            let mut next = last + if st.breaker.confirming() || suspect { confirm } else { interval };
+            if let Some((_, oldest)) = st.in_flight.first() {
+                next = next.min((*oldest + confirm).max(now));
+            }
+            if action == Action::Nothing && next <= now {
+                next = now + confirm;
+            }
+            if matches!(action, Action::Probe(_)) && st.in_flight.is_empty() {
+                // The probe about to start becomes a suspect after `confirm`.
+                next = next.min(now + confirm);
+            }
+            (action, t, next)
+        }
+    }
+}
+
+/// Map a probe verdict to what the breaker records.
+pub fn outcome(report: &Report) -> Outcome {
+    match report.verdict {
+        Verdict::Success => Outcome::Success {
+            duration: report.duration,
+        },
+        Verdict::Failure(_) => Outcome::Failure,
+        Verdict::Ignored(_) => Outcome::Ignored,
+    }
+}
+
+/// What the scheduler needs from the daemon.
+pub trait Host: Send + Sync + 'static {
+    fn client(&self) -> &reqwest::Client;
+    /// A breaker changed state: re-evaluate routes.
+    fn state_changed(&self);
+    /// Wake the scheduler for the endpoint in `slot`.
+    fn wake(&self, slot: usize);
+}
+
+pub struct Scheduler {
+    endpoints: Vec<Arc<Endpoint>>,
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+}
+
+impl Scheduler {
+    /// Register the endpoints; each gets a jittered first probe within its interval.
+    pub fn new(endpoints: Vec<Arc<Endpoint>>, now: Instant) -> Self {
+        let mut heap = BinaryHeap::with_capacity(endpoints.len() * 2);
+        for (i, ep) in endpoints.iter().enumerate() {
+            ep.slot.store(i, Ordering::Relaxed);
+            let mut st = ep.lock();
+            let first = match st.last_tick {
+                // Carried over from a reload: continue where it was.
+                Some(_) => now,
+                None => now + st.cfg.interval.mul_f64(fastrand::f64()),
+            };
+            st.scheduled_at = Some(first);
+            st.next_probe = Some(first);
+            heap.push(Reverse((first, i)));
+        }
+        Scheduler { endpoints, heap }
+    }
+
+    pub async fn run<H: Host>(
+        mut self,
+        host: Arc<H>,
+        mut wakes: mpsc::UnboundedReceiver<usize>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let far = Duration::from_secs(3600);
+        loop {
+            let deadline = self
+                .heap
+                .peek()
+                .map(|Reverse((t, _))| *t)
+                .unwrap_or_else(|| Instant::now() + far);
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    while let Some(Reverse((t, i))) = self.heap.peek().copied() {
+                        if t > now {
+                            break;
+                        }
+                        self.heap.pop();
+                        self.wake(&host, i, t, now);
+                    }
+                }
+                w = wakes.recv() => match w {
+                    Some(i) => {
+                        let now = Instant::now();
+                        self.wake(&host, i, now, now);
+                        while let Ok(i) = wakes.try_recv() {
+                            self.wake(&host, i, now, now);
+                        }
+                    }
+                    None => return,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// `entry` is the heap time that fired, or `now` for an explicit wake.
+    fn wake<H: Host>(&mut self, host: &Arc<H>, i: usize, entry: Instant, now: Instant) {
+        let Some(ep) = self.endpoints.get(i).cloned() else {
+            return;
+        };
+        let mut st = ep.lock();
+        let from_heap = entry != now;
+        if from_heap && st.scheduled_at != Some(entry) {
+            return; // superseded by an earlier entry
+        }
+        if from_heap {
+            st.scheduled_at = None;
+        }
+        let (action, transition, next) = plan(&mut st, now);
+        let mut changed = false;
+        if let Some(t) = transition {
+            ep.apply(&mut st, t);
+            changed = true;
+        }
+        match action {
+            Action::Nothing => {}
+            Action::Reject => {
+                st.counts.rejected += 1;
+                ep.metrics.probe(ProbeResult::Rejected);
+            }
+            Action::Probe(permit) => {
+                let id = st.next_id;
+                st.next_id += 1;
+                st.in_flight.push((id, now));
+                let prepared = st.prepared.clone();
+                let ep2 = ep.clone();
+                let host2 = host.clone();
+                tokio::spawn(async move {
+                    let report = prepared.run(host2.client()).await;
+                    finish(&*host2, &ep2, id, permit, report);
+                });
+            }
+        }
+        // Keep the earliest pending entry; a later one would be superseded anyway.
+        let keep = st.scheduled_at.is_some_and(|s| s <= next && s > now);
+        if !keep {
+            st.scheduled_at = Some(next);
+            self.heap.push(Reverse((next, i)));
+        }
+        st.next_probe = st.scheduled_at;
+        drop(st);
+        if changed {
+            host.state_changed();
+        }
+    }
+}
+
+/// Record a finished probe: breaker, metrics, log, and wake the scheduler.
+pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit, report: Report) {
+    let now = Instant::now();
+    let result = match report.verdict {
+        Verdict::Success => ProbeResult::Success,
+        Verdict::Failure(_) => ProbeResult::Failure,
+        Verdict::Ignored(_) => ProbeResult::Ignored,
+    };
+    ep.metrics.probe_done(
+        result,
+        report.verdict.reason(),
+        report.duration.as_secs_f64(),
+        report.status,
+        report.loading_estimate,
+    );
+    let changed = {
+        let mut st = ep.lock();
+        st.in_flight.retain(|(i, _)| *i != id);
+        let t = st.breaker.record(permit, outcome(&report), now);
+        match result {
+            ProbeResult::Success => st.counts.success += 1,
+            ProbeResult::Failure => st.counts.failure += 1,
+            _ => st.counts.ignored += 1,
+        }
+        log_probe(&ep.name, &report);
+        st.last = Some(LastProbe {
+            at: SystemTime::now(),
+            verdict: report.verdict,
+            status: report.status,
+            duration: report.duration,
+            detail: report.detail,
+        });
+        match t {
+            Some(t) => {
+                ep.apply(&mut st, t);
+                true
+            }
+            None => {
+                ep.refresh_stats(&st);
+                false
+            }
+        }
+    };
+    if changed {
+        host.state_changed();
+    }
+    host.wake(ep.slot.load(Ordering::Relaxed));
+}
+
+fn log_probe(name: &str, r: &Report) {
+    let ms = r.duration.as_secs_f64() * 1000.0;
+    match r.verdict {
+        Verdict::Success => tracing::debug!(endpoint = %name, duration_ms = ms, status = r.status, "probe succeeded"),
+        Verdict::Failure(reason) => tracing::info!(endpoint = %name, reason = reason.as_str(), duration_ms = ms, status = r.status, detail = %r.detail, "probe failed"),
+        Verdict::Ignored(reason) => {
+            if reason == Reason::Auth {
+                tracing::warn!(endpoint = %name, reason = reason.as_str(), status = r.status, "probe rejected by the server's auth: check the token");
+            } else {
+                tracing::debug!(endpoint = %name, reason = reason.as_str(), status = r.status, detail = %r.detail, "probe ignored");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Kind, ProbeKind};
+    use crate::metrics::Metrics;
+
+    fn endpoint() -> Endpoint {
+        let cfg = EndpointConfig {
+            name: "e".into(),
+            kind: Kind::Http,
+            url: reqwest::Url::parse("http://127.0.0.1:9/").unwrap(),
+            probe: ProbeKind::Get,
+            model: None,
+            namespace: None,
+            endpoint_name: None,
+            token: None,
+            token_source: None,
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(10),
+            confirm_interval: Duration::from_secs(2),
+            max_body_bytes: 1024,
+            breaker: crate::breaker::BreakerConfig {
+                failure_threshold: 3,
+                open_duration: Duration::from_secs(60),
+                ..Default::default()
+            },
+            enforce: true,
+            ignore: Default::default(),
+        };
+        let m = Metrics::new();
+        let em = m.endpoint(&cfg);
+        Endpoint::new(cfg, em, Instant::now(), 1)
+    }
+
+    fn probe(st: &mut EndpointState, now: Instant) -> Permit {
+        match plan(st, now) {
+            (Action::Probe(p), _, _) => {
+                st.in_flight.push((st.next_id, now));
+                st.next_id += 1;
+                p
+            }
+            other => panic!("expected a probe at {now:?}, got {other:?}"),
+        }
+    }
+
+    fn done(st: &mut EndpointState, p: Permit, o: Outcome, now: Instant) -> Option<Transition> {
+        st.in_flight.remove(0);
+        st.breaker.record(p, o, now)
+    }
+
+    const OK: Outcome = Outcome::Success { duration: Duration::from_millis(5) };
+
+    #[test]
+    fn steady_state_probes_at_interval() {
+        let ep = endpoint();
+        let mut st = ep.lock();
+        let t0 = Instant::now();
+        let p = probe(&mut st, t0);
+        done(&mut st, p, OK, t0 + Duration::from_millis(5));
+        let (a, _, next) = plan(&mut st, t0 + Duration::from_millis(5));
+        assert_eq!(a, Action::Nothing);
+        assert_eq!(next, t0 + Duration::from_secs(15));
+    }
+
+    #[test]
+    fn failure_switches_to_confirm_interval_and_hang_does_not_delay() {
+        let ep = endpoint();
+        let mut st = ep.lock();
+        let t0 = Instant::now();
+        let p = probe(&mut st, t0);
+        let (_, _, next) = plan(&mut st, t0);
+        assert_eq!(next, t0 + Duration::from_secs(2), "suspect check after confirm_interval");
+        done(&mut st, p, Outcome::Failure, t0 + Duration::from_millis(100));
+        // confirming: next at last + 2s
+        let (a, _, next) = plan(&mut st, t0 + Duration::from_millis(100));
+        assert_eq!(a, Action::Nothing);
+        assert_eq!(next, t0 + Duration::from_secs(2));
+        // this one hangs; the next confirmation still starts 2 s later
+        let _hanging = probe(&mut st, t0 + Duration::from_secs(2));
+        let (a, _, next) = plan(&mut st, t0 + Duration::from_secs(2));
+        assert_eq!(a, Action::Nothing);
+        assert_eq!(next, t0 + Duration::from_secs(4));
+        let _second = probe(&mut st, t0 + Duration::from_secs(4));
+    }
+
+    #[test]
+    fn unanswered_probe_starts_confirmation() {
+        let ep = endpoint();
+        let mut st = ep.lock();
+        let t0 = Instant::now();
+        let _hang = probe(&mut st, t0);
+        // no failure recorded yet, but the probe is unanswered after 2 s
+        let _p2 = probe(&mut st, t0 + Duration::from_secs(2));
+        let _p3 = probe(&mut st, t0 + Duration::from_secs(4));
+    }
+
+    #[test]
+    fn open_rejects_at_interval_then_trials_at_period_end() {
+        let ep = endpoint();
+        let mut st = ep.lock();
+        let t0 = Instant::now();
+        let mut now = t0;
+        for _ in 0..3 {
+            let p = probe(&mut st, now);
+            done(&mut st, p, Outcome::Failure, now);
+            now += Duration::from_secs(2);
+        }
+        assert_eq!(st.breaker.state(), State::Open);
+        let until = st.breaker.open_until().unwrap();
+        // the regular schedule continues while open, but its probes are rejected
+        let first_reject = t0 + Duration::from_secs(4 + 15);
+        let (a, _, next) = plan(&mut st, now);
+        assert_eq!(a, Action::Nothing);
+        assert_eq!(next, first_reject.min(until));
+        let (a, _, next) = plan(&mut st, first_reject);
+        assert_eq!(a, Action::Reject);
+        assert_eq!(next, (first_reject + Duration::from_secs(15)).min(until));
+        let (a, _, _) = plan(&mut st, first_reject + Duration::from_secs(1));
+        assert_eq!(a, Action::Nothing, "one rejection per interval");
+        let (a, t, _) = plan(&mut st, until);
+        assert!(matches!(a, Action::Probe(p) if p.is_trial()));
+        assert_eq!(t.unwrap().to, State::HalfOpen);
+        // no second trial while the first is in flight
+        let (a, _, _) = plan(&mut st, until + Duration::from_secs(3));
+        assert_eq!(a, Action::Nothing);
+    }
+}
