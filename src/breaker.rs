@@ -113,7 +113,9 @@ impl Default for BreakerConfig {
 /// What a finished probe tells the breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Success { duration: Duration },
+    Success {
+        duration: Duration,
+    },
     Failure,
     /// Not a health signal (auth errors, client errors, scaled to zero, ...).
     Ignored,
@@ -538,28 +540,186 @@ mod tests {
     fn transition_table() {
         // (setup, action, expected state, expected trip)
         type Setup = fn(&mut Breaker, Instant);
+        type Action = Box<dyn Fn(&mut Breaker) -> Option<Transition>>;
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(61);
-        let cases: Vec<(&str, Setup, Box<dyn Fn(&mut Breaker) -> Option<Transition>>, State, Option<TripReason>)> = vec![
-            ("closed+success", |_, _| {}, Box::new(move |b| call(b, OK, t0)), State::Closed, None),
-            ("closed+ignored", |_, _| {}, Box::new(move |b| call(b, Outcome::Ignored, t0)), State::Closed, None),
-            ("open rejects before period end", |b, t| { trip(b, t); }, Box::new(move |b| { assert!(b.try_acquire(t0 + Duration::from_secs(5)).0.is_none()); None }), State::Open, None),
-            ("open->half_open at period end", |b, t| { trip(b, t); }, Box::new(move |b| b.try_acquire(later).1), State::HalfOpen, None),
-            ("half_open+success stays until threshold", |b, t| { trip(b, t); }, Box::new(move |b| call(b, OK, later)), State::HalfOpen, None),
-            ("half_open+2 successes closes", |b, t| { trip(b, t); call(b, OK, t + Duration::from_secs(61)); }, Box::new(move |b| call(b, OK, later)), State::Closed, None),
-            ("half_open+failure reopens", |b, t| { trip(b, t); }, Box::new(move |b| call(b, Outcome::Failure, later)), State::Open, Some(TripReason::HalfOpenFailure)),
-            ("half_open+ignored stays", |b, t| { trip(b, t); }, Box::new(move |b| call(b, Outcome::Ignored, later)), State::HalfOpen, None),
-            ("closed->forced_open", |_, _| {}, Box::new(move |b| b.force_open(t0)), State::ForcedOpen, Some(TripReason::Manual)),
-            ("open->forced_open", |b, t| { trip(b, t); }, Box::new(move |b| b.force_open(t0)), State::ForcedOpen, Some(TripReason::Manual)),
-            ("closed->forced_closed", |_, _| {}, Box::new(move |b| b.force_closed(t0)), State::ForcedClosed, None),
-            ("open->forced_closed", |b, t| { trip(b, t); }, Box::new(move |b| b.force_closed(t0)), State::ForcedClosed, None),
-            ("forced_open->reset", |b, t| { b.force_open(t); }, Box::new(move |b| b.reset(t0)), State::Closed, None),
-            ("forced_closed->reset", |b, t| { b.force_closed(t); }, Box::new(move |b| b.reset(t0)), State::Closed, None),
-            ("open->reset", |b, t| { trip(b, t); }, Box::new(move |b| b.reset(t0)), State::Closed, None),
-            ("half_open->reset", |b, t| { trip(b, t); b.try_acquire(t + Duration::from_secs(61)); }, Box::new(move |b| b.reset(later)), State::Closed, None),
-            ("forced_closed never trips", |b, t| { b.force_closed(t); }, Box::new(move |b| { for _ in 0..20 { call(b, Outcome::Failure, t0); } None }), State::ForcedClosed, None),
-            ("forced_open rejects after any time", |b, t| { b.force_open(t); }, Box::new(move |b| { assert!(b.try_acquire(later + Duration::from_secs(9999)).0.is_none()); None }), State::ForcedOpen, None),
-            ("forced_open->forced_closed", |b, t| { b.force_open(t); }, Box::new(move |b| b.force_closed(t0)), State::ForcedClosed, None),
+        let cases: Vec<(&str, Setup, Action, State, Option<TripReason>)> = vec![
+            (
+                "closed+success",
+                |_, _| {},
+                Box::new(move |b| call(b, OK, t0)),
+                State::Closed,
+                None,
+            ),
+            (
+                "closed+ignored",
+                |_, _| {},
+                Box::new(move |b| call(b, Outcome::Ignored, t0)),
+                State::Closed,
+                None,
+            ),
+            (
+                "open rejects before period end",
+                |b, t| {
+                    trip(b, t);
+                },
+                Box::new(move |b| {
+                    assert!(b.try_acquire(t0 + Duration::from_secs(5)).0.is_none());
+                    None
+                }),
+                State::Open,
+                None,
+            ),
+            (
+                "open->half_open at period end",
+                |b, t| {
+                    trip(b, t);
+                },
+                Box::new(move |b| b.try_acquire(later).1),
+                State::HalfOpen,
+                None,
+            ),
+            (
+                "half_open+success stays until threshold",
+                |b, t| {
+                    trip(b, t);
+                },
+                Box::new(move |b| call(b, OK, later)),
+                State::HalfOpen,
+                None,
+            ),
+            (
+                "half_open+2 successes closes",
+                |b, t| {
+                    trip(b, t);
+                    call(b, OK, t + Duration::from_secs(61));
+                },
+                Box::new(move |b| call(b, OK, later)),
+                State::Closed,
+                None,
+            ),
+            (
+                "half_open+failure reopens",
+                |b, t| {
+                    trip(b, t);
+                },
+                Box::new(move |b| call(b, Outcome::Failure, later)),
+                State::Open,
+                Some(TripReason::HalfOpenFailure),
+            ),
+            (
+                "half_open+ignored stays",
+                |b, t| {
+                    trip(b, t);
+                },
+                Box::new(move |b| call(b, Outcome::Ignored, later)),
+                State::HalfOpen,
+                None,
+            ),
+            (
+                "closed->forced_open",
+                |_, _| {},
+                Box::new(move |b| b.force_open(t0)),
+                State::ForcedOpen,
+                Some(TripReason::Manual),
+            ),
+            (
+                "open->forced_open",
+                |b, t| {
+                    trip(b, t);
+                },
+                Box::new(move |b| b.force_open(t0)),
+                State::ForcedOpen,
+                Some(TripReason::Manual),
+            ),
+            (
+                "closed->forced_closed",
+                |_, _| {},
+                Box::new(move |b| b.force_closed(t0)),
+                State::ForcedClosed,
+                None,
+            ),
+            (
+                "open->forced_closed",
+                |b, t| {
+                    trip(b, t);
+                },
+                Box::new(move |b| b.force_closed(t0)),
+                State::ForcedClosed,
+                None,
+            ),
+            (
+                "forced_open->reset",
+                |b, t| {
+                    b.force_open(t);
+                },
+                Box::new(move |b| b.reset(t0)),
+                State::Closed,
+                None,
+            ),
+            (
+                "forced_closed->reset",
+                |b, t| {
+                    b.force_closed(t);
+                },
+                Box::new(move |b| b.reset(t0)),
+                State::Closed,
+                None,
+            ),
+            (
+                "open->reset",
+                |b, t| {
+                    trip(b, t);
+                },
+                Box::new(move |b| b.reset(t0)),
+                State::Closed,
+                None,
+            ),
+            (
+                "half_open->reset",
+                |b, t| {
+                    trip(b, t);
+                    b.try_acquire(t + Duration::from_secs(61));
+                },
+                Box::new(move |b| b.reset(later)),
+                State::Closed,
+                None,
+            ),
+            (
+                "forced_closed never trips",
+                |b, t| {
+                    b.force_closed(t);
+                },
+                Box::new(move |b| {
+                    for _ in 0..20 {
+                        call(b, Outcome::Failure, t0);
+                    }
+                    None
+                }),
+                State::ForcedClosed,
+                None,
+            ),
+            (
+                "forced_open rejects after any time",
+                |b, t| {
+                    b.force_open(t);
+                },
+                Box::new(move |b| {
+                    assert!(b.try_acquire(later + Duration::from_secs(9999)).0.is_none());
+                    None
+                }),
+                State::ForcedOpen,
+                None,
+            ),
+            (
+                "forced_open->forced_closed",
+                |b, t| {
+                    b.force_open(t);
+                },
+                Box::new(move |b| b.force_closed(t0)),
+                State::ForcedClosed,
+                None,
+            ),
         ];
         for (name, setup, action, want_state, want_trip) in cases {
             let mut b = Breaker::new(cfg(), t0, 42);
@@ -582,9 +742,15 @@ mod tests {
         let (p, t) = b.try_acquire(at);
         assert!(p.unwrap().is_trial());
         assert_eq!(t.unwrap().to, State::HalfOpen);
-        assert!(b.try_acquire(at).0.is_none(), "second trial while one is in flight");
+        assert!(
+            b.try_acquire(at).0.is_none(),
+            "second trial while one is in flight"
+        );
         b.record(p.unwrap(), OK, at);
-        assert!(b.try_acquire(at).0.is_some(), "next trial after the first finished");
+        assert!(
+            b.try_acquire(at).0.is_some(),
+            "next trial after the first finished"
+        );
     }
 
     #[test]
@@ -657,7 +823,10 @@ mod tests {
         let nominal = [10.0, 20.0, 40.0, 60.0, 60.0, 60.0];
         for (got, want) in seen.iter().zip(nominal) {
             let got = got.as_secs_f64();
-            assert!(got >= want * 0.9 - 1e-9 && got <= (want * 1.1).min(60.0), "{got} vs {want}");
+            assert!(
+                got >= want * 0.9 - 1e-9 && got <= (want * 1.1).min(60.0),
+                "{got} vs {want}"
+            );
         }
         // recover: two trial successes close and reset the backoff
         now = b.open_until().unwrap();

@@ -69,7 +69,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         let (name, value) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
             None => {
-                let v = it.next().ok_or_else(|| format!("flag --{flag} needs a value"))?;
+                let v = it
+                    .next()
+                    .ok_or_else(|| format!("flag --{flag} needs a value"))?;
                 (flag.to_string(), v.clone())
             }
         };
@@ -83,14 +85,22 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     "info" => tracing::Level::INFO,
                     "warn" => tracing::Level::WARN,
                     "error" => tracing::Level::ERROR,
-                    _ => return Err(format!("--log.level must be debug, info, warn or error, not {value:?}")),
+                    _ => {
+                        return Err(format!(
+                            "--log.level must be debug, info, warn or error, not {value:?}"
+                        ));
+                    }
                 }
             }
             "log.format" => {
                 flags.log_format = match value.as_str() {
                     "logfmt" => logging::Format::Logfmt,
                     "json" => logging::Format::Json,
-                    _ => return Err(format!("--log.format must be logfmt or json, not {value:?}")),
+                    _ => {
+                        return Err(format!(
+                            "--log.format must be logfmt or json, not {value:?}"
+                        ));
+                    }
                 }
             }
             _ => return Err(format!("unknown flag --{name}")),
@@ -153,8 +163,13 @@ fn check_config(files: &[PathBuf]) -> i32 {
 }
 
 fn read_admin_token(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read admin token file: {}", path.display(), e.kind()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "{}: cannot read admin token file: {}",
+            path.display(),
+            e.kind()
+        )
+    })?;
     let t = text.trim();
     if t.is_empty() {
         return Err(format!("{}: admin token file is empty", path.display()));
@@ -173,7 +188,12 @@ fn run(flags: Flags) -> i32 {
             return 1;
         }
     };
-    let admin_token = match flags.admin_token_file.as_deref().map(read_admin_token).transpose() {
+    let admin_token = match flags
+        .admin_token_file
+        .as_deref()
+        .map(read_admin_token)
+        .transpose()
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!("{e}");
@@ -187,7 +207,10 @@ fn run(flags: Flags) -> i32 {
             return 1;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -202,7 +225,10 @@ fn run(flags: Flags) -> i32 {
                 return 1;
             }
         };
-        let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let daemon = Daemon::new(cfg, Some(flags.config_file.clone()), admin_token);
         daemon.start();
         tracing::info!(
@@ -270,15 +296,26 @@ mod tests {
 
     #[test]
     fn parses_prometheus_style_flags() {
-        let Command::Run(f) = parse(&args(&["--config.file=a.yml", "--web.listen-address", "127.0.0.1:0", "--log.format=json"])).unwrap() else {
+        let Command::Run(f) = parse(&args(&[
+            "--config.file=a.yml",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.format=json",
+        ]))
+        .unwrap() else {
             panic!()
         };
         assert_eq!(f.config_file, PathBuf::from("a.yml"));
         assert_eq!(f.listen, "127.0.0.1:0");
         assert_eq!(f.log_format, logging::Format::Json);
-        let Command::Run(f) = parse(&[]).unwrap() else { panic!() };
+        let Command::Run(f) = parse(&[]).unwrap() else {
+            panic!()
+        };
         assert_eq!(f.listen, ":9799");
-        assert_eq!(parse(&args(&["check-config", "x.yml"])).unwrap(), Command::CheckConfig(vec![PathBuf::from("x.yml")]));
+        assert_eq!(
+            parse(&args(&["check-config", "x.yml"])).unwrap(),
+            Command::CheckConfig(vec![PathBuf::from("x.yml")])
+        );
         assert!(parse(&args(&["--nope=1"])).is_err());
         assert!(parse(&args(&["--log.level=loud"])).is_err());
         assert!(parse(&args(&["check-config"])).is_err());

@@ -483,10 +483,18 @@ fn resolve_breaker(
             }
         }
     };
-    count(&raw.failure_threshold, "failure_threshold", &mut b.failure_threshold);
+    count(
+        &raw.failure_threshold,
+        "failure_threshold",
+        &mut b.failure_threshold,
+    );
     count(&raw.window, "window", &mut b.window);
     count(&raw.min_calls, "min_calls", &mut b.min_calls);
-    count(&raw.success_threshold, "success_threshold", &mut b.success_threshold);
+    count(
+        &raw.success_threshold,
+        "success_threshold",
+        &mut b.success_threshold,
+    );
     let mut ratio = |v: &Option<Spanned<f64>>, name: &str, target: &mut f64| {
         if let Some(s) = v {
             if !(s.value > 0.0 && s.value <= 1.0) {
@@ -496,21 +504,59 @@ fn resolve_breaker(
             }
         }
     };
-    ratio(&raw.failure_rate_threshold, "failure_rate_threshold", &mut b.failure_rate_threshold);
-    ratio(&raw.slow_call_rate_threshold, "slow_call_rate_threshold", &mut b.slow_call_rate_threshold);
-    b.slow_call_duration = duration(errs, &raw.slow_call_duration, &f("slow_call_duration"), b.slow_call_duration);
-    b.open_duration = duration(errs, &raw.open_duration, &f("open_duration"), b.open_duration);
-    b.max_open_duration = duration(errs, &raw.max_open_duration, &f("max_open_duration"), b.max_open_duration);
+    ratio(
+        &raw.failure_rate_threshold,
+        "failure_rate_threshold",
+        &mut b.failure_rate_threshold,
+    );
+    ratio(
+        &raw.slow_call_rate_threshold,
+        "slow_call_rate_threshold",
+        &mut b.slow_call_rate_threshold,
+    );
+    b.slow_call_duration = duration(
+        errs,
+        &raw.slow_call_duration,
+        &f("slow_call_duration"),
+        b.slow_call_duration,
+    );
+    b.open_duration = duration(
+        errs,
+        &raw.open_duration,
+        &f("open_duration"),
+        b.open_duration,
+    );
+    b.max_open_duration = duration(
+        errs,
+        &raw.max_open_duration,
+        &f("max_open_duration"),
+        b.max_open_duration,
+    );
     if b.max_open_duration < b.open_duration {
-        if let Some(s) = raw.max_open_duration.as_ref().or(raw.open_duration.as_ref()) {
-            errs.at(s, f("max_open_duration"), "must not be shorter than open_duration");
+        if let Some(s) = raw
+            .max_open_duration
+            .as_ref()
+            .or(raw.open_duration.as_ref())
+        {
+            errs.at(
+                s,
+                f("max_open_duration"),
+                "must not be shorter than open_duration",
+            );
         }
         b.max_open_duration = b.open_duration;
     }
     if b.min_calls > b.window
         && let Some(s) = raw.min_calls.as_ref().or(raw.window.as_ref())
     {
-        errs.at(s, f("min_calls"), format!("{} exceeds window {}: the failure rate could never trip", b.min_calls, b.window));
+        errs.at(
+            s,
+            f("min_calls"),
+            format!(
+                "{} exceeds window {}: the failure rate could never trip",
+                b.min_calls, b.window
+            ),
+        );
     }
     (b, raw.enforce.unwrap_or(base_enforce))
 }
@@ -520,7 +566,12 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
     let global = Global {
         interval: duration(errs, &g.interval, "global.interval", default_interval()),
         timeout: duration(errs, &g.timeout, "global.timeout", default_timeout()),
-        confirm_interval: duration(errs, &g.confirm_interval, "global.confirm_interval", default_confirm_interval()),
+        confirm_interval: duration(
+            errs,
+            &g.confirm_interval,
+            "global.confirm_interval",
+            default_confirm_interval(),
+        ),
         max_body_bytes: match &g.max_body_bytes {
             Some(s) if s.value < 1024 => {
                 errs.at(s, "global.max_body_bytes", "must be at least 1024");
@@ -530,7 +581,13 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
             None => default_max_body_bytes(),
         },
     };
-    let (global_breaker, global_enforce) = resolve_breaker(&g.breaker, &BreakerConfig::default(), true, "global.breaker", errs);
+    let (global_breaker, global_enforce) = resolve_breaker(
+        &g.breaker,
+        &BreakerConfig::default(),
+        true,
+        "global.breaker",
+        errs,
+    );
 
     let mut endpoints = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
@@ -538,9 +595,17 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
         let p = format!("endpoints[{i}]");
         let name = e.name.value.clone();
         if !valid_name(&name) {
-            errs.at(&e.name, format!("{p}.name"), format!("{name:?} must match [a-z0-9_-]+ (it becomes the `endpoint` label)"));
+            errs.at(
+                &e.name,
+                format!("{p}.name"),
+                format!("{name:?} must match [a-z0-9_-]+ (it becomes the `endpoint` label)"),
+            );
         } else if let Some(first) = seen.insert(name.clone(), e.name.referenced.line()) {
-            errs.at(&e.name, format!("{p}.name"), format!("duplicate endpoint name {name:?} (first defined on line {first})"));
+            errs.at(
+                &e.name,
+                format!("{p}.name"),
+                format!("duplicate endpoint name {name:?} (first defined on line {first})"),
+            );
         }
         let kind = e.kind.value;
 
@@ -548,22 +613,38 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
             (Some(u), _) => Some((u.value.clone(), Some(u))),
             (None, Some(d)) => Some((d.to_string(), None)),
             (None, None) => {
-                errs.at(&e.kind, format!("{p}.url"), format!("kind {} needs a url", kind.as_str()));
+                errs.at(
+                    &e.kind,
+                    format!("{p}.url"),
+                    format!("kind {} needs a url", kind.as_str()),
+                );
                 None
             }
         };
         let url = url_text.and_then(|(text, at)| match reqwest::Url::parse(&text) {
             Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                errs.at(at.unwrap_or(&e.name), format!("{p}.url"), "scheme must be http or https");
+                errs.at(
+                    at.unwrap_or(&e.name),
+                    format!("{p}.url"),
+                    "scheme must be http or https",
+                );
                 None
             }
             Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-                errs.at(at.unwrap_or(&e.name), format!("{p}.url"), "credentials in the URL are not allowed; use token_env or token_file");
+                errs.at(
+                    at.unwrap_or(&e.name),
+                    format!("{p}.url"),
+                    "credentials in the URL are not allowed; use token_env or token_file",
+                );
                 None
             }
             Ok(u) => Some(u),
             Err(err) => {
-                errs.at(at.unwrap_or(&e.name), format!("{p}.url"), format!("not a valid URL: {err}"));
+                errs.at(
+                    at.unwrap_or(&e.name),
+                    format!("{p}.url"),
+                    format!("not a valid URL: {err}"),
+                );
                 None
             }
         });
@@ -571,7 +652,16 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
         let probe = match &e.probe {
             Some(s) if !kind.probes().contains(&s.value) => {
                 let allowed: Vec<_> = kind.probes().iter().map(|p| p.as_str()).collect();
-                errs.at(s, format!("{p}.probe"), format!("kind {} does not support probe {}; use one of: {}", kind.as_str(), s.value.as_str(), allowed.join(", ")));
+                errs.at(
+                    s,
+                    format!("{p}.probe"),
+                    format!(
+                        "kind {} does not support probe {}; use one of: {}",
+                        kind.as_str(),
+                        s.value.as_str(),
+                        allowed.join(", ")
+                    ),
+                );
                 kind.probes()[0]
             }
             Some(s) => s.value,
@@ -581,7 +671,15 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
         let needs_model = matches!(kind, Kind::HfInference)
             || (kind == Kind::Openai && matches!(probe, ProbeKind::Chat | ProbeKind::ChatStream));
         if needs_model && e.model.is_none() {
-            errs.at(&e.kind, format!("{p}.model"), format!("kind {} with probe {} needs a model", kind.as_str(), probe.as_str()));
+            errs.at(
+                &e.kind,
+                format!("{p}.model"),
+                format!(
+                    "kind {} with probe {} needs a model",
+                    kind.as_str(),
+                    probe.as_str()
+                ),
+            );
         }
         if let Some(m) = &e.model
             && m.value.trim().is_empty()
@@ -589,58 +687,119 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
             errs.at(m, format!("{p}.model"), "must not be empty");
         }
         if kind == Kind::EndpointStatus {
-            for (field, v) in [("namespace", &e.namespace), ("endpoint_name", &e.endpoint_name)] {
+            for (field, v) in [
+                ("namespace", &e.namespace),
+                ("endpoint_name", &e.endpoint_name),
+            ] {
                 match v {
-                    None => errs.at(&e.kind, format!("{p}.{field}"), format!("kind endpoint-status needs {field}")),
-                    Some(s) if !s.value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || s.value.is_empty() => {
-                        errs.at(s, format!("{p}.{field}"), "must be a plain name ([A-Za-z0-9._-])")
+                    None => errs.at(
+                        &e.kind,
+                        format!("{p}.{field}"),
+                        format!("kind endpoint-status needs {field}"),
+                    ),
+                    Some(s)
+                        if !s
+                            .value
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                            || s.value.is_empty() =>
+                    {
+                        errs.at(
+                            s,
+                            format!("{p}.{field}"),
+                            "must be a plain name ([A-Za-z0-9._-])",
+                        )
                     }
                     Some(_) => {}
                 }
             }
         } else {
-            for (field, v) in [("namespace", &e.namespace), ("endpoint_name", &e.endpoint_name)] {
+            for (field, v) in [
+                ("namespace", &e.namespace),
+                ("endpoint_name", &e.endpoint_name),
+            ] {
                 if let Some(s) = v {
-                    errs.at(s, format!("{p}.{field}"), "only kind endpoint-status uses this field");
+                    errs.at(
+                        s,
+                        format!("{p}.{field}"),
+                        "only kind endpoint-status uses this field",
+                    );
                 }
             }
         }
 
         let (token, token_source) = match (&e.token_env, &e.token_file) {
             (Some(a), Some(_)) => {
-                errs.at(a, format!("{p}.token_env"), "set token_env or token_file, not both");
+                errs.at(
+                    a,
+                    format!("{p}.token_env"),
+                    "set token_env or token_file, not both",
+                );
                 (None, None)
             }
             (Some(var), None) => match env.var(&var.value) {
-                Some(v) if !v.trim().is_empty() => (Some(Secret::new(v.trim())), Some(TokenSource::Env(var.value.clone()))),
+                Some(v) if !v.trim().is_empty() => (
+                    Some(Secret::new(v.trim())),
+                    Some(TokenSource::Env(var.value.clone())),
+                ),
                 Some(_) => {
-                    errs.at(var, format!("{p}.token_env"), format!("environment variable {} is empty", var.value));
+                    errs.at(
+                        var,
+                        format!("{p}.token_env"),
+                        format!("environment variable {} is empty", var.value),
+                    );
                     (None, None)
                 }
                 None => {
-                    errs.at(var, format!("{p}.token_env"), format!("environment variable {} is not set", var.value));
+                    errs.at(
+                        var,
+                        format!("{p}.token_env"),
+                        format!("environment variable {} is not set", var.value),
+                    );
                     (None, None)
                 }
             },
             (None, Some(file)) => match std::fs::read_to_string(&file.value) {
-                Ok(v) if !v.trim().is_empty() => (Some(Secret::new(v.trim())), Some(TokenSource::File(file.value.clone()))),
+                Ok(v) if !v.trim().is_empty() => (
+                    Some(Secret::new(v.trim())),
+                    Some(TokenSource::File(file.value.clone())),
+                ),
                 Ok(_) => {
-                    errs.at(file, format!("{p}.token_file"), format!("{} is empty", file.value.display()));
+                    errs.at(
+                        file,
+                        format!("{p}.token_file"),
+                        format!("{} is empty", file.value.display()),
+                    );
                     (None, None)
                 }
                 Err(err) => {
                     // io::Error text names the failure kind only, never the file content.
-                    errs.at(file, format!("{p}.token_file"), format!("cannot read {}: {}", file.value.display(), err.kind()));
+                    errs.at(
+                        file,
+                        format!("{p}.token_file"),
+                        format!("cannot read {}: {}", file.value.display(), err.kind()),
+                    );
                     (None, None)
                 }
             },
             (None, None) => (None, None),
         };
 
-        let (breaker, enforce) = resolve_breaker(&e.breaker, &global_breaker, global_enforce, &format!("{p}.breaker"), errs);
+        let (breaker, enforce) = resolve_breaker(
+            &e.breaker,
+            &global_breaker,
+            global_enforce,
+            &format!("{p}.breaker"),
+            errs,
+        );
         let interval = duration(errs, &e.interval, &format!("{p}.interval"), global.interval);
         let timeout = duration(errs, &e.timeout, &format!("{p}.timeout"), global.timeout);
-        let confirm_interval = duration(errs, &e.confirm_interval, &format!("{p}.confirm_interval"), global.confirm_interval);
+        let confirm_interval = duration(
+            errs,
+            &e.confirm_interval,
+            &format!("{p}.confirm_interval"),
+            global.confirm_interval,
+        );
         let Some(url) = url else { continue };
         endpoints.push(EndpointConfig {
             name,
@@ -668,26 +827,53 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
         let p = format!("routes[{i}]");
         let name = r.name.value.clone();
         if !valid_name(&name) {
-            errs.at(&r.name, format!("{p}.name"), format!("{name:?} must match [a-z0-9_-]+ (it becomes the `route` label)"));
+            errs.at(
+                &r.name,
+                format!("{p}.name"),
+                format!("{name:?} must match [a-z0-9_-]+ (it becomes the `route` label)"),
+            );
         } else if let Some(first) = route_names.insert(name.clone(), r.name.referenced.line()) {
-            errs.at(&r.name, format!("{p}.name"), format!("duplicate route name {name:?} (first defined on line {first})"));
+            errs.at(
+                &r.name,
+                format!("{p}.name"),
+                format!("duplicate route name {name:?} (first defined on line {first})"),
+            );
         }
         if r.endpoints.value.is_empty() {
-            errs.at(&r.endpoints, format!("{p}.endpoints"), "a route needs at least one endpoint");
+            errs.at(
+                &r.endpoints,
+                format!("{p}.endpoints"),
+                "a route needs at least one endpoint",
+            );
         }
         let mut chain: Vec<String> = Vec::new();
         for (j, ep) in r.endpoints.value.iter().enumerate() {
             if !seen.contains_key(&ep.value) {
-                errs.at(ep, format!("{p}.endpoints[{j}]"), format!("unknown endpoint {:?}", ep.value));
+                errs.at(
+                    ep,
+                    format!("{p}.endpoints[{j}]"),
+                    format!("unknown endpoint {:?}", ep.value),
+                );
             } else if chain.contains(&ep.value) {
-                errs.at(ep, format!("{p}.endpoints[{j}]"), format!("endpoint {:?} appears twice in the chain", ep.value));
+                errs.at(
+                    ep,
+                    format!("{p}.endpoints[{j}]"),
+                    format!("endpoint {:?} appears twice in the chain", ep.value),
+                );
             }
             chain.push(ep.value.clone());
         }
-        routes.push(RouteConfig { name, endpoints: chain });
+        routes.push(RouteConfig {
+            name,
+            endpoints: chain,
+        });
     }
 
-    Config { global, endpoints, routes }
+    Config {
+        global,
+        endpoints,
+        routes,
+    }
 }
 
 #[cfg(test)]
@@ -753,14 +939,25 @@ routes:
         assert_eq!(s.url.as_str(), "https://router.huggingface.co/v1");
         assert_eq!(s.breaker.failure_threshold, 5);
         assert!(s.ignore.contains(&Reason::RateLimited));
-        assert_eq!(c.endpoints[2].url.host_str(), Some("api.endpoints.huggingface.cloud"));
-        assert_eq!(c.routes[0].endpoints, vec!["zephyr-dedicated", "zephyr-serverless"]);
-        assert!(!format!("{c:?}").contains("abcdefsecret"), "Debug never shows tokens");
+        assert_eq!(
+            c.endpoints[2].url.host_str(),
+            Some("api.endpoints.huggingface.cloud")
+        );
+        assert_eq!(
+            c.routes[0].endpoints,
+            vec!["zephyr-dedicated", "zephyr-serverless"]
+        );
+        assert!(
+            !format!("{c:?}").contains("abcdefsecret"),
+            "Debug never shows tokens"
+        );
     }
 
     #[test]
     fn unknown_key_names_line_and_field() {
-        let e = errors("endpoints:\n  - name: a\n    kind: tgi\n    url: http://x\n    intervall: 5s\n");
+        let e = errors(
+            "endpoints:\n  - name: a\n    kind: tgi\n    url: http://x\n    intervall: 5s\n",
+        );
         assert_eq!(e[0].line, 5);
         assert_eq!(e[0].field, "intervall");
         assert!(e[0].message.contains("unknown field"), "{:?}", e[0]);
@@ -782,37 +979,69 @@ routes:
         assert!(lines.contains(&(5, "endpoints[1].name")), "{e:?}");
         assert!(lines.contains(&(8, "endpoints[1].token_env")), "{e:?}");
         assert!(lines.contains(&(11, "routes[0].endpoints[1]")), "{e:?}");
-        assert!(e.iter().any(|e| e.message.contains("duplicate endpoint name")));
-        assert!(e.iter().any(|e| e.message.contains("NOPE_NOT_SET is not set")));
-        assert!(e.iter().any(|e| e.message.contains("unknown endpoint \"ghost\"")));
+        assert!(
+            e.iter()
+                .any(|e| e.message.contains("duplicate endpoint name"))
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.message.contains("NOPE_NOT_SET is not set"))
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.message.contains("unknown endpoint \"ghost\""))
+        );
     }
 
     #[test]
     fn rendered_error_names_file_line_and_field() {
         let err = parse("global:\n  timeout: 0s\n", "conf/h.yml", &env()).unwrap_err();
-        assert_eq!(err.to_string(), "conf/h.yml:2:12: global.timeout: must be greater than zero");
+        assert_eq!(
+            err.to_string(),
+            "conf/h.yml:2:12: global.timeout: must be greater than zero"
+        );
     }
 
     #[test]
     fn probe_must_fit_kind_and_model_required() {
-        let e = errors("endpoints:\n  - name: a\n    kind: tei\n    url: http://x\n    probe: generate\n  - name: b\n    kind: hf-inference\n");
-        assert!(e.iter().any(|e| e.line == 5 && e.message.contains("does not support probe generate")), "{e:?}");
+        let e = errors(
+            "endpoints:\n  - name: a\n    kind: tei\n    url: http://x\n    probe: generate\n  - name: b\n    kind: hf-inference\n",
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.line == 5 && e.message.contains("does not support probe generate")),
+            "{e:?}"
+        );
         assert!(e.iter().any(|e| e.field == "endpoints[1].model"), "{e:?}");
     }
 
     #[test]
     fn url_credentials_and_bad_scheme_rejected() {
-        let e = errors("endpoints:\n  - name: a\n    kind: http\n    url: https://u:p@x\n  - name: b\n    kind: http\n    url: ftp://x\n");
+        let e = errors(
+            "endpoints:\n  - name: a\n    kind: http\n    url: https://u:p@x\n  - name: b\n    kind: http\n    url: ftp://x\n",
+        );
         assert!(e[0].message.contains("credentials"), "{e:?}");
-        assert!(!e[0].message.contains("u:p"), "the message does not repeat credentials");
+        assert!(
+            !e[0].message.contains("u:p"),
+            "the message does not repeat credentials"
+        );
         assert!(e[1].message.contains("scheme"));
     }
 
     #[test]
     fn breaker_values_checked() {
-        let e = errors("global:\n  breaker:\n    failure_rate_threshold: 1.5\n    window: 5\n    min_calls: 10\n");
-        assert!(e.iter().any(|e| e.line == 3 && e.field == "global.breaker.failure_rate_threshold"), "{e:?}");
-        assert!(e.iter().any(|e| e.field == "global.breaker.min_calls"), "{e:?}");
+        let e = errors(
+            "global:\n  breaker:\n    failure_rate_threshold: 1.5\n    window: 5\n    min_calls: 10\n",
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.line == 3 && e.field == "global.breaker.failure_rate_threshold"),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.field == "global.breaker.min_calls"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -820,16 +1049,26 @@ routes:
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tok");
         std::fs::write(&f, "hf_fromfile\n").unwrap();
-        let yaml = format!("endpoints:\n  - name: a\n    kind: tgi\n    url: http://x\n    token_file: {}\n", f.display());
+        let yaml = format!(
+            "endpoints:\n  - name: a\n    kind: tgi\n    url: http://x\n    token_file: {}\n",
+            f.display()
+        );
         let c = parse(&yaml, "x", &env()).unwrap();
-        assert_eq!(c.endpoints[0].token.as_ref().unwrap().expose(), "hf_fromfile");
-        let e = errors("endpoints:\n  - name: a\n    kind: tgi\n    url: http://x\n    token_file: /nonexistent/tok\n");
+        assert_eq!(
+            c.endpoints[0].token.as_ref().unwrap().expose(),
+            "hf_fromfile"
+        );
+        let e = errors(
+            "endpoints:\n  - name: a\n    kind: tgi\n    url: http://x\n    token_file: /nonexistent/tok\n",
+        );
         assert_eq!(e[0].line, 5);
     }
 
     #[test]
     fn bad_ignore_reason_and_yaml_syntax() {
-        let e = errors("endpoints:\n  - name: a\n    kind: tgi\n    url: http://x\n    ignore: [sunspots]\n");
+        let e = errors(
+            "endpoints:\n  - name: a\n    kind: tgi\n    url: http://x\n    ignore: [sunspots]\n",
+        );
         assert_eq!(e[0].line, 5, "{e:?}");
         let e = errors("endpoints:\n  - name: [a\n");
         assert_eq!(e[0].line, 2, "{e:?}");

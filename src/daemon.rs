@@ -197,12 +197,26 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .account(Instant::now(), &self.metrics);
-        let new = build_topology(cfg, Some(&old), &self.metrics);
-        for r in old.routes.lock().unwrap_or_else(|p| p.into_inner()).configs() {
-            if !new.config.routes.iter().any(|n| n == r) {
-                self.metrics.remove_route(&r.name, &r.endpoints);
+        for r in old
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .configs()
+        {
+            match cfg.routes.iter().find(|n| n.name == r.name) {
+                None => self.metrics.remove_route(&r.name, &r.endpoints),
+                Some(n) => {
+                    let dropped: Vec<String> = r
+                        .endpoints
+                        .iter()
+                        .filter(|e| !n.endpoints.contains(e))
+                        .cloned()
+                        .collect();
+                    self.metrics.remove_route_serving(&r.name, &dropped);
+                }
             }
         }
+        let new = build_topology(cfg, Some(&old), &self.metrics);
         *self.topology.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         self.start();
     }
@@ -270,7 +284,12 @@ fn build_topology(cfg: Config, old: Option<&Topology>, metrics: &Metrics) -> Top
                 if let Some(prev) = old.and_then(|o| o.endpoint(&ec.name)) {
                     metrics.remove_endpoint(&prev.lock().cfg);
                 }
-                Arc::new(Endpoint::new(ec.clone(), metrics.endpoint(ec), now, fastrand::u64(..)))
+                Arc::new(Endpoint::new(
+                    ec.clone(),
+                    metrics.endpoint(ec),
+                    now,
+                    fastrand::u64(..),
+                ))
             }
         };
         by_name.insert(ec.name.clone(), i);
@@ -283,7 +302,11 @@ fn build_topology(cfg: Config, old: Option<&Topology>, metrics: &Metrics) -> Top
             }
         }
     }
-    let admits = |n: &str| by_name.get(n).is_some_and(|&i: &usize| endpoints[i].admits_traffic());
+    let admits = |n: &str| {
+        by_name
+            .get(n)
+            .is_some_and(|&i: &usize| endpoints[i].admits_traffic())
+    };
     let routes = Mutex::new(RouteTracker::new(&cfg.routes, now, admits, metrics));
     Topology {
         endpoints,
@@ -310,9 +333,15 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        assert_eq!(parse_listen_address(":9799").unwrap().to_string(), "0.0.0.0:9799");
+        assert_eq!(
+            parse_listen_address(":9799").unwrap().to_string(),
+            "0.0.0.0:9799"
+        );
         assert_eq!(parse_listen_address("127.0.0.1:0").unwrap().port(), 0);
-        assert_eq!(parse_listen_address("localhost:80").unwrap().to_string(), "127.0.0.1:80");
+        assert_eq!(
+            parse_listen_address("localhost:80").unwrap().to_string(),
+            "127.0.0.1:80"
+        );
         assert!(parse_listen_address("nope").is_err());
     }
 }

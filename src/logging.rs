@@ -34,7 +34,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         write!(
             w,
@@ -96,6 +101,9 @@ mod tests {
         f.push("message", "probe failed");
         f.push("endpoint", "a-b");
         f.push("detail", "say \"hi\"");
-        assert_eq!(f.out, r#" msg="probe failed" endpoint=a-b detail="say \"hi\"""#);
+        assert_eq!(
+            f.out,
+            r#" msg="probe failed" endpoint=a-b detail="say \"hi\"""#
+        );
     }
 }

@@ -70,6 +70,8 @@ pub struct Metrics {
 /// Pre-resolved series of one endpoint: the probe path touches no hash map.
 pub struct EndpointMetrics {
     name: String,
+    /// Created lazily: 25 from/to pairs per endpoint would mostly stay empty.
+    transitions: IntCounterVec,
     state: [IntGauge; 5],
     trips: [IntCounter; 5],
     consecutive_failures: IntGauge,
@@ -100,37 +102,136 @@ impl Metrics {
             reg(&r, GaugeVec::new(Opts::new(name, help), labels).unwrap())
         };
         let c = |name: &str, help: &str, labels: &[&str]| {
-            reg(&r, IntCounterVec::new(Opts::new(name, help), labels).unwrap())
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).unwrap(),
+            )
         };
         let m = Metrics {
-            circuit_state: g("hfbreaker_circuit_state", "Breaker state, one-hot over the state label.", &["endpoint", "state"]),
-            transitions: c("hfbreaker_circuit_transitions_total", "Breaker state transitions.", &["endpoint", "from", "to"]),
-            trips: c("hfbreaker_circuit_trips_total", "Entries into open or forced_open, by reason.", &["endpoint", "reason"]),
-            consecutive_failures: g("hfbreaker_circuit_consecutive_failures", "Failed probes in a row.", &["endpoint"]),
-            failure_ratio: f("hfbreaker_circuit_failure_ratio", "Share of failed probes in the breaker window (0 when empty).", &["endpoint"]),
-            open_duration: f("hfbreaker_circuit_open_duration_seconds", "Length of the current or last open period (the backoff).", &["endpoint"]),
-            state_change: f("hfbreaker_circuit_state_change_timestamp_seconds", "Unix time of the last state change.", &["endpoint"]),
-            enforced: g("hfbreaker_circuit_enforced", "1 when routes obey this breaker, 0 when observe-only.", &["endpoint"]),
-            probes: c("hfbreaker_probes_total", "Scheduled probes by result; rejected = not sent because the circuit was open.", &["endpoint", "result"]),
-            probe_failures: c("hfbreaker_probe_failures_total", "Unsuccessful probes by reason, ignored reasons included.", &["endpoint", "reason"]),
-            probe_duration: reg(&r, HistogramVec::new(
-                HistogramOpts::new("hfbreaker_probe_duration_seconds", "Duration of sent probes.")
-                    .buckets(PROBE_DURATION_BUCKETS.to_vec()),
+            circuit_state: g(
+                "hfbreaker_circuit_state",
+                "Breaker state, one-hot over the state label.",
+                &["endpoint", "state"],
+            ),
+            transitions: c(
+                "hfbreaker_circuit_transitions_total",
+                "Breaker state transitions.",
+                &["endpoint", "from", "to"],
+            ),
+            trips: c(
+                "hfbreaker_circuit_trips_total",
+                "Entries into open or forced_open, by reason.",
+                &["endpoint", "reason"],
+            ),
+            consecutive_failures: g(
+                "hfbreaker_circuit_consecutive_failures",
+                "Failed probes in a row.",
                 &["endpoint"],
-            ).unwrap()),
-            probe_success: g("hfbreaker_probe_success", "1 if the last sent probe succeeded.", &["endpoint"]),
-            probe_status: g("hfbreaker_probe_http_status_code", "HTTP status of the last probe (0 when no answer).", &["endpoint"]),
-            loading_estimate: f("hfbreaker_endpoint_loading_estimated_seconds", "Seconds until the model is loaded, as the server last said (0 when not loading).", &["endpoint"]),
-            endpoint_info: g("hfbreaker_endpoint_info", "Endpoint metadata; always 1.", &["endpoint", "kind", "probe", "host", "model"]),
-            route_level: g("hfbreaker_route_level", "Serving level: 0 primary, k the k-th fallback, -1 exhausted.", &["route"]),
-            route_serving: g("hfbreaker_route_serving", "Endpoint serving the route, one-hot (endpoint=\"none\" when exhausted).", &["route", "endpoint"]),
-            route_level_seconds: reg(&r, CounterVec::new(
-                Opts::new("hfbreaker_route_level_seconds_total", "Seconds each route spent per tier."),
-                &["route", "tier"],
-            ).unwrap()),
-            route_switches: c("hfbreaker_route_switches_total", "Changes of the serving endpoint.", &["route", "from", "to"]),
-            reload_ok: reg(&r, IntGauge::new("hfbreaker_config_last_reload_successful", "1 if the last config load succeeded.").unwrap()),
-            reload_time: reg(&r, prometheus::Gauge::new("hfbreaker_config_last_reload_success_timestamp_seconds", "Unix time of the last successful config load.").unwrap()),
+            ),
+            failure_ratio: f(
+                "hfbreaker_circuit_failure_ratio",
+                "Share of failed probes in the breaker window (0 when empty).",
+                &["endpoint"],
+            ),
+            open_duration: f(
+                "hfbreaker_circuit_open_duration_seconds",
+                "Length of the current or last open period (the backoff).",
+                &["endpoint"],
+            ),
+            state_change: f(
+                "hfbreaker_circuit_state_change_timestamp_seconds",
+                "Unix time of the last state change.",
+                &["endpoint"],
+            ),
+            enforced: g(
+                "hfbreaker_circuit_enforced",
+                "1 when routes obey this breaker, 0 when observe-only.",
+                &["endpoint"],
+            ),
+            probes: c(
+                "hfbreaker_probes_total",
+                "Scheduled probes by result; rejected = not sent because the circuit was open.",
+                &["endpoint", "result"],
+            ),
+            probe_failures: c(
+                "hfbreaker_probe_failures_total",
+                "Unsuccessful probes by reason, ignored reasons included.",
+                &["endpoint", "reason"],
+            ),
+            probe_duration: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "hfbreaker_probe_duration_seconds",
+                        "Duration of sent probes.",
+                    )
+                    .buckets(PROBE_DURATION_BUCKETS.to_vec()),
+                    &["endpoint"],
+                )
+                .unwrap(),
+            ),
+            probe_success: g(
+                "hfbreaker_probe_success",
+                "1 if the last sent probe succeeded.",
+                &["endpoint"],
+            ),
+            probe_status: g(
+                "hfbreaker_probe_http_status_code",
+                "HTTP status of the last probe (0 when no answer).",
+                &["endpoint"],
+            ),
+            loading_estimate: f(
+                "hfbreaker_endpoint_loading_estimated_seconds",
+                "Seconds until the model is loaded, as the server last said (0 when not loading).",
+                &["endpoint"],
+            ),
+            endpoint_info: g(
+                "hfbreaker_endpoint_info",
+                "Endpoint metadata; always 1.",
+                &["endpoint", "kind", "probe", "host", "model"],
+            ),
+            route_level: g(
+                "hfbreaker_route_level",
+                "Serving level: 0 primary, k the k-th fallback, -1 exhausted.",
+                &["route"],
+            ),
+            route_serving: g(
+                "hfbreaker_route_serving",
+                "Endpoint serving the route, one-hot (endpoint=\"none\" when exhausted).",
+                &["route", "endpoint"],
+            ),
+            route_level_seconds: reg(
+                &r,
+                CounterVec::new(
+                    Opts::new(
+                        "hfbreaker_route_level_seconds_total",
+                        "Seconds each route spent per tier.",
+                    ),
+                    &["route", "tier"],
+                )
+                .unwrap(),
+            ),
+            route_switches: c(
+                "hfbreaker_route_switches_total",
+                "Changes of the serving endpoint.",
+                &["route", "from", "to"],
+            ),
+            reload_ok: reg(
+                &r,
+                IntGauge::new(
+                    "hfbreaker_config_last_reload_successful",
+                    "1 if the last config load succeeded.",
+                )
+                .unwrap(),
+            ),
+            reload_time: reg(
+                &r,
+                prometheus::Gauge::new(
+                    "hfbreaker_config_last_reload_success_timestamp_seconds",
+                    "Unix time of the last successful config load.",
+                )
+                .unwrap(),
+            ),
             registry: r,
         };
         let build = IntGaugeVec::new(
@@ -169,6 +270,7 @@ impl Metrics {
             .set(i64::from(cfg.enforce));
         EndpointMetrics {
             name: n.to_string(),
+            transitions: self.transitions.clone(),
             state: State::ALL.map(|s| self.circuit_state.with_label_values(&[n, s.as_str()])),
             trips: TripReason::ALL.map(|t| self.trips.with_label_values(&[n, t.as_str()])),
             consecutive_failures: self.consecutive_failures.with_label_values(&[n]),
@@ -202,14 +304,21 @@ impl Metrics {
         ] {
             let _ = v.remove_label_values(&[n]);
         }
-        for v in [&self.failure_ratio, &self.open_duration, &self.state_change, &self.loading_estimate] {
+        for v in [
+            &self.failure_ratio,
+            &self.open_duration,
+            &self.state_change,
+            &self.loading_estimate,
+        ] {
             let _ = v.remove_label_values(&[n]);
         }
         let _ = self.probe_duration.remove_label_values(&[n]);
         for s in State::ALL {
             let _ = self.circuit_state.remove_label_values(&[n, s.as_str()]);
             for t in State::ALL {
-                let _ = self.transitions.remove_label_values(&[n, s.as_str(), t.as_str()]);
+                let _ = self
+                    .transitions
+                    .remove_label_values(&[n, s.as_str(), t.as_str()]);
             }
         }
         for t in TripReason::ALL {
@@ -221,12 +330,6 @@ impl Metrics {
         for r in Reason::ALL {
             let _ = self.probe_failures.remove_label_values(&[n, r.as_str()]);
         }
-    }
-
-    pub fn transition(&self, endpoint: &EndpointMetrics, from: State, to: State) {
-        self.transitions
-            .with_label_values(&[endpoint.name.as_str(), from.as_str(), to.as_str()])
-            .inc();
     }
 
     pub fn route_level(&self, route: &str, level: i64) {
@@ -250,12 +353,15 @@ impl Metrics {
     /// Create a route's tier counters at 0 so that the fallback ratio has all its terms.
     pub fn route_init(&self, route: &str) {
         for t in Tier::ALL {
-            self.route_level_seconds.with_label_values(&[route, t.as_str()]);
+            self.route_level_seconds
+                .with_label_values(&[route, t.as_str()]);
         }
     }
 
     pub fn route_switch(&self, route: &str, from: &str, to: &str) {
-        self.route_switches.with_label_values(&[route, from, to]).inc();
+        self.route_switches
+            .with_label_values(&[route, from, to])
+            .inc();
     }
 
     pub fn remove_route(&self, route: &str, chain: &[String]) {
@@ -268,7 +374,16 @@ impl Metrics {
             }
         }
         for t in Tier::ALL {
-            let _ = self.route_level_seconds.remove_label_values(&[route, t.as_str()]);
+            let _ = self
+                .route_level_seconds
+                .remove_label_values(&[route, t.as_str()]);
+        }
+    }
+
+    /// Drop the serving series of endpoints that left a route's chain.
+    pub fn remove_route_serving(&self, route: &str, endpoints: &[String]) {
+        for e in endpoints {
+            let _ = self.route_serving.remove_label_values(&[route, e]);
         }
     }
 
@@ -296,6 +411,12 @@ impl Default for Metrics {
 }
 
 impl EndpointMetrics {
+    pub fn transition(&self, from: State, to: State) {
+        self.transitions
+            .with_label_values(&[self.name.as_str(), from.as_str(), to.as_str()])
+            .inc();
+    }
+
     pub fn set_state(&self, state: State, unix_since: f64) {
         for s in State::ALL {
             self.state[s.index()].set(i64::from(s == state));

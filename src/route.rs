@@ -69,7 +69,12 @@ pub struct RouteTracker {
 
 impl RouteTracker {
     /// Starts every route at the level the endpoints admit now.
-    pub fn new(routes: &[RouteConfig], now: Instant, admits: impl Fn(&str) -> bool, metrics: &Metrics) -> Self {
+    pub fn new(
+        routes: &[RouteConfig],
+        now: Instant,
+        admits: impl Fn(&str) -> bool,
+        metrics: &Metrics,
+    ) -> Self {
         RouteTracker {
             routes: routes
                 .iter()
@@ -77,7 +82,11 @@ impl RouteTracker {
                     let level = select(&cfg.endpoints, &admits);
                     metrics.route_init(&cfg.name);
                     metrics.route_level(&cfg.name, level.map_or(-1, |l| l as i64));
-                    metrics.route_serving(&cfg.name, &cfg.endpoints, level.map(|l| cfg.endpoints[l].as_str()));
+                    metrics.route_serving(
+                        &cfg.name,
+                        &cfg.endpoints,
+                        level.map(|l| cfg.endpoints[l].as_str()),
+                    );
                     Tracked {
                         cfg: cfg.clone(),
                         level,
@@ -91,7 +100,12 @@ impl RouteTracker {
     }
 
     /// Recompute every route's level; returns how many switched.
-    pub fn update(&mut self, now: Instant, admits: impl Fn(&str) -> bool, metrics: &Metrics) -> usize {
+    pub fn update(
+        &mut self,
+        now: Instant,
+        admits: impl Fn(&str) -> bool,
+        metrics: &Metrics,
+    ) -> usize {
         let mut switched = 0;
         for r in &mut self.routes {
             let level = select(&r.cfg.endpoints, &admits);
@@ -102,7 +116,11 @@ impl RouteTracker {
             let name_at = |l: Option<usize>| l.map_or("none", |i| r.cfg.endpoints[i].as_str());
             metrics.route_switch(&r.cfg.name, name_at(r.level), name_at(level));
             metrics.route_level(&r.cfg.name, level.map_or(-1, |l| l as i64));
-            metrics.route_serving(&r.cfg.name, &r.cfg.endpoints, level.map(|l| r.cfg.endpoints[l].as_str()));
+            metrics.route_serving(
+                &r.cfg.name,
+                &r.cfg.endpoints,
+                level.map(|l| r.cfg.endpoints[l].as_str()),
+            );
             tracing::info!(route = %r.cfg.name, from = name_at(r.level), to = name_at(level), tier = Tier::of_level(level).as_str(), "route switched");
             r.level = level;
             r.since = now;
@@ -168,22 +186,41 @@ mod tests {
     fn tracks_levels_and_time_per_tier() {
         let m = Metrics::new();
         let t0 = Instant::now();
-        let cfg = [RouteConfig { name: "r".into(), endpoints: chain() }];
+        let cfg = [RouteConfig {
+            name: "r".into(),
+            endpoints: chain(),
+        }];
         let mut t = RouteTracker::new(&cfg, t0, |_| true, &m);
         assert_eq!(t.update(t0, |_| true, &m), 0);
         assert_eq!(t.update(t0 + Duration::from_secs(10), |e| e != "a", &m), 1);
         assert_eq!(t.update(t0 + Duration::from_secs(15), |_| false, &m), 1);
         t.account(t0 + Duration::from_secs(17), &m);
         let s = &t.status()[0];
-        assert_eq!((s.level, s.tier, s.serving.as_deref(), s.switches), (-1, Tier::Exhausted, None, 2));
+        assert_eq!(
+            (s.level, s.tier, s.serving.as_deref(), s.switches),
+            (-1, Tier::Exhausted, None, 2)
+        );
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("hfbreaker_route_level_seconds_total{route=\"r\",tier=\"primary\"} 10\n"), "{text}");
-        assert!(text.contains("hfbreaker_route_level_seconds_total{route=\"r\",tier=\"fallback\"} 5\n"));
-        assert!(text.contains("hfbreaker_route_level_seconds_total{route=\"r\",tier=\"exhausted\"} 2\n"));
+        assert!(
+            text.contains("hfbreaker_route_level_seconds_total{route=\"r\",tier=\"primary\"} 10\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hfbreaker_route_level_seconds_total{route=\"r\",tier=\"fallback\"} 5\n")
+        );
+        assert!(
+            text.contains(
+                "hfbreaker_route_level_seconds_total{route=\"r\",tier=\"exhausted\"} 2\n"
+            )
+        );
         assert!(text.contains("hfbreaker_route_level{route=\"r\"} -1\n"));
         assert!(text.contains("hfbreaker_route_serving{endpoint=\"none\",route=\"r\"} 1\n"));
         assert!(text.contains("hfbreaker_route_serving{endpoint=\"a\",route=\"r\"} 0\n"));
-        assert!(text.contains("hfbreaker_route_switches_total{from=\"a\",route=\"r\",to=\"b\"} 1\n"));
-        assert!(text.contains("hfbreaker_route_switches_total{from=\"b\",route=\"r\",to=\"none\"} 1\n"));
+        assert!(
+            text.contains("hfbreaker_route_switches_total{from=\"a\",route=\"r\",to=\"b\"} 1\n")
+        );
+        assert!(
+            text.contains("hfbreaker_route_switches_total{from=\"b\",route=\"r\",to=\"none\"} 1\n")
+        );
     }
 }

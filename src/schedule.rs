@@ -130,6 +130,7 @@ impl Endpoint {
     pub fn apply(&self, st: &mut EndpointState, t: Transition) {
         st.since_wall = SystemTime::now();
         self.state_code.store(t.to as u8, Ordering::Relaxed);
+        self.metrics.transition(t.from, t.to);
         self.metrics.set_state(t.to, unix(st.since_wall));
         if let Some(reason) = t.trip {
             self.metrics.trip(reason);
@@ -137,8 +138,12 @@ impl Endpoint {
         }
         self.refresh_stats(st);
         match t.trip {
-            Some(reason) => tracing::warn!(endpoint = %self.name, from = t.from.as_str(), to = t.to.as_str(), reason = reason.as_str(), open_for = ?st.breaker.open_duration(), "circuit opened"),
-            None => tracing::info!(endpoint = %self.name, from = t.from.as_str(), to = t.to.as_str(), "circuit state changed"),
+            Some(reason) => {
+                tracing::warn!(endpoint = %self.name, from = t.from.as_str(), to = t.to.as_str(), reason = reason.as_str(), open_for = ?st.breaker.open_duration(), "circuit opened")
+            }
+            None => {
+                tracing::info!(endpoint = %self.name, from = t.from.as_str(), to = t.to.as_str(), "circuit state changed")
+            }
         }
     }
 
@@ -186,7 +191,11 @@ pub fn plan(st: &mut EndpointState, now: Instant) -> (Action, Option<Transition>
                 st.last_tick = Some(now);
                 (Action::Reject, None, now + interval)
             } else {
-                (Action::Nothing, None, st.last_tick.map_or(now, |l| l + interval))
+                (
+                    Action::Nothing,
+                    None,
+                    st.last_tick.map_or(now, |l| l + interval),
+                )
             }
         }
         State::HalfOpen => {
@@ -202,12 +211,19 @@ pub fn plan(st: &mut EndpointState, now: Instant) -> (Action, Option<Transition>
                     (None, t) => (Action::Nothing, t, now + confirm),
                 }
             } else {
-                (Action::Nothing, None, st.last_tick.map_or(now, |l| l + confirm))
+                (
+                    Action::Nothing,
+                    None,
+                    st.last_tick.map_or(now, |l| l + confirm),
+                )
             }
         }
         State::Closed | State::ForcedClosed => {
             // A probe still unanswered after `confirm` is a suspect: confirm now.
-            let suspect = st.in_flight.first().is_some_and(|(_, s)| now >= *s + confirm);
+            let suspect = st
+                .in_flight
+                .first()
+                .is_some_and(|(_, s)| now >= *s + confirm);
             let period = if st.breaker.confirming() || suspect {
                 confirm
             } else {
@@ -226,7 +242,12 @@ pub fn plan(st: &mut EndpointState, now: Instant) -> (Action, Option<Transition>
                 (Action::Nothing, None)
             };
             let last = st.last_tick.unwrap_or(now);
-            let mut next = last + if st.breaker.confirming() || suspect { confirm } else { interval };
+            let mut next = last
+                + if st.breaker.confirming() || suspect {
+                    confirm
+                } else {
+                    interval
+                };
             if let Some((_, oldest)) = st.in_flight.first() {
                 next = next.min((*oldest + confirm).max(now));
             }
@@ -429,8 +450,12 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
 fn log_probe(name: &str, r: &Report) {
     let ms = r.duration.as_secs_f64() * 1000.0;
     match r.verdict {
-        Verdict::Success => tracing::debug!(endpoint = %name, duration_ms = ms, status = r.status, "probe succeeded"),
-        Verdict::Failure(reason) => tracing::info!(endpoint = %name, reason = reason.as_str(), duration_ms = ms, status = r.status, detail = %r.detail, "probe failed"),
+        Verdict::Success => {
+            tracing::debug!(endpoint = %name, duration_ms = ms, status = r.status, "probe succeeded")
+        }
+        Verdict::Failure(reason) => {
+            tracing::info!(endpoint = %name, reason = reason.as_str(), duration_ms = ms, status = r.status, detail = %r.detail, "probe failed")
+        }
         Verdict::Ignored(reason) => {
             if reason == Reason::Auth {
                 tracing::warn!(endpoint = %name, reason = reason.as_str(), status = r.status, "probe rejected by the server's auth: check the token");
@@ -491,7 +516,9 @@ mod tests {
         st.breaker.record(p, o, now)
     }
 
-    const OK: Outcome = Outcome::Success { duration: Duration::from_millis(5) };
+    const OK: Outcome = Outcome::Success {
+        duration: Duration::from_millis(5),
+    };
 
     #[test]
     fn steady_state_probes_at_interval() {
@@ -512,8 +539,17 @@ mod tests {
         let t0 = Instant::now();
         let p = probe(&mut st, t0);
         let (_, _, next) = plan(&mut st, t0);
-        assert_eq!(next, t0 + Duration::from_secs(2), "suspect check after confirm_interval");
-        done(&mut st, p, Outcome::Failure, t0 + Duration::from_millis(100));
+        assert_eq!(
+            next,
+            t0 + Duration::from_secs(2),
+            "suspect check after confirm_interval"
+        );
+        done(
+            &mut st,
+            p,
+            Outcome::Failure,
+            t0 + Duration::from_millis(100),
+        );
         // confirming: next at last + 2s
         let (a, _, next) = plan(&mut st, t0 + Duration::from_millis(100));
         assert_eq!(a, Action::Nothing);

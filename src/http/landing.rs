@@ -50,7 +50,9 @@ pub async fn page(AxState(d): AxState<Arc<Daemon>>) -> Html<String> {
                     l.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
                     esc(&l.detail)
                 ),
-                l.status_code.map(|c| c.to_string()).unwrap_or_else(|| "–".into()),
+                l.status_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "–".into()),
                 format!("{:.0} ms", l.duration_seconds * 1000.0),
             ),
             None => ("–".into(), "–".into(), "–".into()),

@@ -25,7 +25,11 @@ pub(super) fn spec(ep: &EndpointConfig, stream: bool) -> Spec {
         method: Method::POST,
         url: join(&ep.url, path),
         body: Some(Bytes::from(body.to_string())),
-        check: if stream { Check::ChatStream } else { Check::Chat },
+        check: if stream {
+            Check::ChatStream
+        } else {
+            Check::Chat
+        },
     }
 }
 

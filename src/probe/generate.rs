@@ -5,7 +5,7 @@ use bytes::Bytes;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{CheckError, Check, PROMPT, Spec, bad, join};
+use super::{Check, CheckError, PROMPT, Spec, bad, join};
 use crate::config::{EndpointConfig, Kind};
 
 pub(super) fn spec(ep: &EndpointConfig) -> Spec {

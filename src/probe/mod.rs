@@ -406,9 +406,19 @@ mod tests {
         assert_eq!(classify_status(s(429), b"{}").0, Reason::RateLimited);
         assert_eq!(classify_status(s(500), b"").0, Reason::Http5xx);
         assert_eq!(classify_status(s(502), b"").0, Reason::Http5xx);
-        assert_eq!(classify_status(s(503), b"{\"error\":\"unhealthy\",\"error_type\":\"healthcheck\"}").0, Reason::Http5xx);
         assert_eq!(
-            classify_status(s(503), br#"{"error":"Model x/y is currently loading","estimated_time":20.5}"#),
+            classify_status(
+                s(503),
+                b"{\"error\":\"unhealthy\",\"error_type\":\"healthcheck\"}"
+            )
+            .0,
+            Reason::Http5xx
+        );
+        assert_eq!(
+            classify_status(
+                s(503),
+                br#"{"error":"Model x/y is currently loading","estimated_time":20.5}"#
+            ),
             (Reason::ModelLoading, Some(20.5))
         );
         assert_eq!(classify_status(s(404), b"").0, Reason::ClientError);
@@ -417,8 +427,15 @@ mod tests {
 
     #[test]
     fn default_ignored_reasons() {
-        let ignored: Vec<_> = Reason::ALL.iter().filter(|r| r.ignored_by_default()).map(|r| r.as_str()).collect();
-        assert_eq!(ignored, ["auth", "client_error", "scaled_to_zero", "paused"]);
+        let ignored: Vec<_> = Reason::ALL
+            .iter()
+            .filter(|r| r.ignored_by_default())
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(
+            ignored,
+            ["auth", "client_error", "scaled_to_zero", "paused"]
+        );
     }
 
     #[test]

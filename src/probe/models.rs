@@ -33,7 +33,11 @@ pub(super) fn check(body: &[u8], model: Option<&str>) -> Result<(), CheckError> 
     };
     // Router ids may carry a routing policy suffix: "org/model:fastest".
     let wanted = model.split(':').next().unwrap_or(model);
-    if list.data.iter().any(|e| e.id.split(':').next() == Some(wanted)) {
+    if list
+        .data
+        .iter()
+        .any(|e| e.id.split(':').next() == Some(wanted))
+    {
         Ok(())
     } else {
         Err(bad("models: configured model is not listed"))

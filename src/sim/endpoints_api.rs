@@ -14,9 +14,13 @@ pub(super) fn handle(req: &Req) -> Response {
         Mode::Paused => "paused",
         Mode::Loading { .. } => "initializing",
         Mode::Failed => "failed",
-        Mode::AuthFailure => return json_response(StatusCode::UNAUTHORIZED, &json!({"error": "Unauthorized"})),
+        Mode::AuthFailure => {
+            return json_response(StatusCode::UNAUTHORIZED, &json!({"error": "Unauthorized"}));
+        }
         _ => {
-            let error = |status: StatusCode, message: &str| json_response(status, &json!({"error": message}));
+            let error = |status: StatusCode, message: &str| {
+                json_response(status, &json!({"error": message}))
+            };
             return super::common_fault(req, error).unwrap_or_else(not_found);
         }
     };
@@ -30,7 +34,8 @@ pub(super) fn handle(req: &Req) -> Response {
         _ => return not_found(),
     };
     let ready = u32::from(state == "running");
-    let url = (state == "running").then(|| format!("https://{name}.us-east-1.aws.endpoints.huggingface.cloud"));
+    let url = (state == "running")
+        .then(|| format!("https://{name}.us-east-1.aws.endpoints.huggingface.cloud"));
     json_response(
         StatusCode::OK,
         &json!({

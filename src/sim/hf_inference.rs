@@ -16,7 +16,10 @@ pub(super) fn handle(req: &Req) -> Response {
         return r;
     }
     if !req.authorized() {
-        return error(StatusCode::UNAUTHORIZED, "Invalid credentials in Authorization header");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid credentials in Authorization header",
+        );
     }
     let Some(model_path) = req.path.strip_prefix("models/") else {
         return not_found();
@@ -38,9 +41,19 @@ pub(super) fn handle(req: &Req) -> Response {
         return json_response(StatusCode::OK, &json!(vec));
     }
     let prompt = inputs.as_str().unwrap_or_default();
-    let max = v.pointer("/parameters/max_new_tokens").and_then(Value::as_u64).unwrap_or(20);
-    let full = v.pointer("/parameters/return_full_text").and_then(Value::as_bool).unwrap_or(true);
+    let max = v
+        .pointer("/parameters/max_new_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(20);
+    let full = v
+        .pointer("/parameters/return_full_text")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     let generated: String = super::tokens(max).concat();
-    let text = if full { format!("{prompt}{generated}") } else { generated };
+    let text = if full {
+        format!("{prompt}{generated}")
+    } else {
+        generated
+    };
     json_response(StatusCode::OK, &json!([{"generated_text": text}]))
 }

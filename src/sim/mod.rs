@@ -135,7 +135,10 @@ pub struct Sim {
 
 impl Sim {
     /// Bind `addr` (port 0 for an ephemeral one) and serve the given endpoints.
-    pub async fn start(addr: SocketAddr, endpoints: Vec<(String, VirtualSpec)>) -> std::io::Result<Sim> {
+    pub async fn start(
+        addr: SocketAddr,
+        endpoints: Vec<(String, VirtualSpec)>,
+    ) -> std::io::Result<Sim> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(SimState::default());
@@ -149,7 +152,12 @@ impl Sim {
             .route("/{ep}/{*rest}", any(handle))
             .with_state(state.clone());
         let task = tokio::spawn(accept_loop(listener, router, stop_rx));
-        Ok(Sim { addr, state, stop, task })
+        Ok(Sim {
+            addr,
+            state,
+            stop,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -177,21 +185,34 @@ impl Sim {
     }
 
     pub fn mode(&self, name: &str) -> Option<Mode> {
-        self.virt(name).map(|v| v.spec.read().unwrap_or_else(|p| p.into_inner()).mode.clone())
+        self.virt(name).map(|v| {
+            v.spec
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .mode
+                .clone()
+        })
     }
 
     /// Requests that reached the endpoint.
     pub fn requests(&self, name: &str) -> u64 {
-        self.virt(name).map_or(0, |v| v.requests.load(Ordering::Relaxed))
+        self.virt(name)
+            .map_or(0, |v| v.requests.load(Ordering::Relaxed))
     }
 
     /// Requests that would have woken a scaled-to-zero endpoint.
     pub fn inference_requests(&self, name: &str) -> u64 {
-        self.virt(name).map_or(0, |v| v.inference_requests.load(Ordering::Relaxed))
+        self.virt(name)
+            .map_or(0, |v| v.inference_requests.load(Ordering::Relaxed))
     }
 
     fn virt(&self, name: &str) -> Option<Arc<Virtual>> {
-        self.state.endpoints.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.state
+            .endpoints
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Stop accepting and abort every open connection.
@@ -202,14 +223,18 @@ impl Sim {
 }
 
 fn add(state: &SimState, name: String, spec: VirtualSpec) {
-    state.endpoints.write().unwrap_or_else(|p| p.into_inner()).insert(
-        name,
-        Arc::new(Virtual {
-            spec: RwLock::new(spec),
-            requests: AtomicU64::new(0),
-            inference_requests: AtomicU64::new(0),
-        }),
-    );
+    state
+        .endpoints
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            name,
+            Arc::new(Virtual {
+                spec: RwLock::new(spec),
+                requests: AtomicU64::new(0),
+                inference_requests: AtomicU64::new(0),
+            }),
+        );
 }
 
 async fn accept_loop(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
@@ -228,7 +253,11 @@ async fn accept_loop(listener: TcpListener, router: Router, mut stop: watch::Rec
     conns.shutdown().await;
 }
 
-async fn serve_conn(mut stream: tokio::net::TcpStream, router: Router, mut stop: watch::Receiver<bool>) {
+async fn serve_conn(
+    mut stream: tokio::net::TcpStream,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) {
     let kill = Arc::new(Notify::new());
     let svc = TowerToHyperService::new(router.layer(Extension(ConnKill(kill.clone()))));
     {
@@ -307,7 +336,13 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(v) = st.endpoints.read().unwrap_or_else(|p| p.into_inner()).get(&ep).cloned() else {
+    let Some(v) = st
+        .endpoints
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&ep)
+        .cloned()
+    else {
         return (StatusCode::NOT_FOUND, "no such simulated endpoint\n").into_response();
     };
     v.requests.fetch_add(1, Ordering::Relaxed);
@@ -343,17 +378,30 @@ async fn dispatch(
 // ------------------------------------------------------------ shared pieces
 
 pub(crate) fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 /// The modes every inference protocol answers the same way, or `None` for `Ok`/`Slow`.
 /// `error` builds the protocol's own error body for a status.
-pub(crate) fn common_fault(req: &Req, error: impl Fn(StatusCode, &str) -> Response) -> Option<Response> {
+pub(crate) fn common_fault(
+    req: &Req,
+    error: impl Fn(StatusCode, &str) -> Response,
+) -> Option<Response> {
     let s = |c: u16| StatusCode::from_u16(c).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Some(match &req.spec.mode {
         Mode::Ok | Mode::Slow(_) | Mode::Hang | Mode::Reset | Mode::Down => return None,
         Mode::Status(code) => error(s(*code), "simulated failure"),
-        Mode::Garbage => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "<html><body>502 Bad Gateway</body></html>\u{0}\u{1}{{{").into_response(),
+        Mode::Garbage => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "<html><body>502 Bad Gateway</body></html>\u{0}\u{1}{{{",
+        )
+            .into_response(),
         Mode::HugeBody => huge_body(),
         Mode::Loading { estimated_time } => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -371,15 +419,24 @@ pub(crate) fn common_fault(req: &Req, error: impl Fn(StatusCode, &str) -> Respon
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({"error": "Service Unavailable: the endpoint is scaled to zero and a replica is starting"}),
         ),
-        Mode::Paused => json_response(StatusCode::BAD_REQUEST, &serde_json::json!({"error": "Invalid state"})),
+        Mode::Paused => json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": "Invalid state"}),
+        ),
         Mode::Failed => error(StatusCode::INTERNAL_SERVER_ERROR, "endpoint failed"),
     })
 }
 
 fn huge_body() -> Response {
     let chunk = Bytes::from(vec![b'a'; 64 * 1024]);
-    let stream = futures_util::stream::iter((0..128).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+    let stream =
+        futures_util::stream::iter((0..128).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// An SSE response; each event is written as `data: {payload}\n\n`.
@@ -392,7 +449,10 @@ pub(crate) fn sse(events: Vec<String>) -> Response {
     }
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         body,
     )
         .into_response()
@@ -401,7 +461,9 @@ pub(crate) fn sse(events: Vec<String>) -> Response {
 /// Deterministic text for `n` new tokens.
 pub(crate) fn tokens(n: u64) -> Vec<&'static str> {
     const WORDS: [&str; 4] = [" pong", " and", " more", " words"];
-    (0..n.clamp(1, 64) as usize).map(|i| WORDS[i % WORDS.len()]).collect()
+    (0..n.clamp(1, 64) as usize)
+        .map(|i| WORDS[i % WORDS.len()])
+        .collect()
 }
 
 /// Deterministic unit vector for an input.
@@ -418,7 +480,12 @@ pub(crate) fn embedding(input: &str, dim: usize) -> Vec<f32> {
             ((h >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32
         })
         .collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     v.iter_mut().for_each(|x| *x /= norm);
     v
 }

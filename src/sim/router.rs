@@ -14,7 +14,10 @@ pub(super) fn error(status: StatusCode, message: &str) -> Response {
         400..=499 => "invalid_request_error",
         _ => "server_error",
     };
-    json_response(status, &json!({"error": {"message": message, "type": kind, "code": status.as_u16()}}))
+    json_response(
+        status,
+        &json!({"error": {"message": message, "type": kind, "code": status.as_u16()}}),
+    )
 }
 
 pub(super) fn handle(req: &Req) -> Response {
@@ -22,7 +25,10 @@ pub(super) fn handle(req: &Req) -> Response {
         return r;
     }
     if !req.authorized() {
-        return error(StatusCode::UNAUTHORIZED, "Invalid credentials in Authorization header");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid credentials in Authorization header",
+        );
     }
     match (req.method.clone(), req.path) {
         (Method::GET, "v1/models") => json_response(

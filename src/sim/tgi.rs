@@ -20,7 +20,8 @@ pub(super) fn error(status: StatusCode, message: &str) -> Response {
 }
 
 pub(super) fn handle(req: &Req) -> Response {
-    let open_route = req.method == Method::GET && matches!(req.path, "health" | "info" | "ping" | "" | "metrics");
+    let open_route = req.method == Method::GET
+        && matches!(req.path, "health" | "info" | "ping" | "" | "metrics");
     if let Some(r) = common_fault(req, error) {
         return r;
     }
@@ -39,7 +40,11 @@ pub(super) fn handle(req: &Req) -> Response {
         (Method::POST, "generate_stream") => generate_stream(req),
         (Method::POST, "") => {
             // Compat route: a list, or a stream when asked.
-            if req.json().and_then(|v| v.get("stream").and_then(Value::as_bool)).unwrap_or(false) {
+            if req
+                .json()
+                .and_then(|v| v.get("stream").and_then(Value::as_bool))
+                .unwrap_or(false)
+            {
                 generate_stream(req)
             } else {
                 generate(req, true)
@@ -74,21 +79,49 @@ struct GenParams {
     details: bool,
 }
 
+// The error is the finished HTTP answer; boxing it buys nothing in a simulator.
+#[allow(clippy::result_large_err)]
 fn params(req: &Req) -> Result<(String, GenParams), Response> {
-    let v = req.json().ok_or_else(|| error(StatusCode::UNPROCESSABLE_ENTITY, "Failed to deserialize the JSON body into the target type"))?;
+    let v = req.json().ok_or_else(|| {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Failed to deserialize the JSON body into the target type",
+        )
+    })?;
     let inputs = v.get("inputs").and_then(Value::as_str).ok_or_else(|| {
-        error(StatusCode::UNPROCESSABLE_ENTITY, "Failed to deserialize the JSON body into the target type: missing field `inputs`")
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Failed to deserialize the JSON body into the target type: missing field `inputs`",
+        )
     })?;
     if inputs.is_empty() {
-        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "Input validation error: `inputs` cannot be empty"));
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Input validation error: `inputs` cannot be empty",
+        ));
     }
     let p = v.get("parameters");
-    let max_new_tokens = p.and_then(|p| p.get("max_new_tokens")).and_then(Value::as_u64).unwrap_or(20);
+    let max_new_tokens = p
+        .and_then(|p| p.get("max_new_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(20);
     if max_new_tokens == 0 {
-        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "Input validation error: `max_new_tokens` must be strictly positive"));
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Input validation error: `max_new_tokens` must be strictly positive",
+        ));
     }
-    let details = p.and_then(|p| p.get("details")).and_then(Value::as_bool).unwrap_or(false);
-    Ok((inputs.to_string(), GenParams { max_new_tokens, details }))
+    let details = p
+        .and_then(|p| p.get("details"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok((
+        inputs.to_string(),
+        GenParams {
+            max_new_tokens,
+            details,
+        },
+    ))
 }
 
 fn token_json(i: usize, text: &str) -> Value {
@@ -138,7 +171,11 @@ fn generate(req: &Req, as_list: bool) -> Response {
     }
     let body = if as_list { json!([one]) } else { one };
     let prompt_tokens = inputs.split_whitespace().count().max(1);
-    with_compute_headers(json_response(StatusCode::OK, &body), prompt_tokens, toks.len())
+    with_compute_headers(
+        json_response(StatusCode::OK, &body),
+        prompt_tokens,
+        toks.len(),
+    )
 }
 
 /// `StreamResponse` events; no `[DONE]`: the stream just ends.
@@ -170,16 +207,33 @@ fn generate_stream(req: &Req) -> Response {
 /// OpenAI-shaped chat completion; TGI's `id` is always the empty string.
 pub(super) fn chat(req: &Req, id: &str) -> Response {
     let Some(v) = req.json() else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "Failed to deserialize the JSON body into the target type");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Failed to deserialize the JSON body into the target type",
+        );
     };
     let Some(messages) = v.get("messages").and_then(Value::as_array) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "Failed to deserialize the JSON body into the target type: missing field `messages`");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Failed to deserialize the JSON body into the target type: missing field `messages`",
+        );
     };
     if messages.is_empty() {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "Input validation error: `messages` cannot be empty");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Input validation error: `messages` cannot be empty",
+        );
     }
-    let max = v.get("max_tokens").or(v.get("max_completion_tokens")).and_then(Value::as_u64).unwrap_or(16);
-    let model = v.get("model").and_then(Value::as_str).unwrap_or(&req.spec.model).to_string();
+    let max = v
+        .get("max_tokens")
+        .or(v.get("max_completion_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(16);
+    let model = v
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(&req.spec.model)
+        .to_string();
     let toks = tokens(max);
     let created = unix_now();
     let usage = json!({"prompt_tokens": 8, "completion_tokens": toks.len(), "total_tokens": 8 + toks.len()});

@@ -1,0 +1,214 @@
+//! Helpers shared by the integration tests: a simulator, a daemon on a real
+//! port, scraping and parsing `/metrics`.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hfbreaker::daemon::Daemon;
+use hfbreaker::secret::Secret;
+use hfbreaker::sim::{Sim, VirtualSpec};
+use tokio::sync::oneshot;
+
+pub async fn sim(endpoints: Vec<(&str, VirtualSpec)>) -> Sim {
+    Sim::start(
+        "127.0.0.1:0".parse().unwrap(),
+        endpoints
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s))
+            .collect(),
+    )
+    .await
+    .expect("simulator binds")
+}
+
+pub struct TestDaemon {
+    pub addr: SocketAddr,
+    pub daemon: Arc<Daemon>,
+    pub config_path: PathBuf,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestDaemon {
+    /// Write `yaml` to a config file, load it, serve on an ephemeral port.
+    pub async fn start(yaml: &str) -> TestDaemon {
+        Self::start_with_admin(yaml, None).await
+    }
+
+    pub async fn start_with_admin(yaml: &str, admin_token: Option<&str>) -> TestDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("hfbreaker.yml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let cfg = hfbreaker::config::load(&config_path)
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let daemon = Daemon::new(cfg, Some(config_path.clone()), admin_token.map(Secret::new));
+        daemon.start();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let d2 = daemon.clone();
+        let server = tokio::spawn(async move {
+            hfbreaker::http::serve(listener, d2, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestDaemon {
+            addr,
+            daemon,
+            config_path,
+            dir,
+            stop: Some(tx),
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = client()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("daemon answers");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    }
+
+    pub async fn post(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
+        let mut req = client().post(self.url(path));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let r = req.send().await.expect("daemon answers");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    }
+
+    pub async fn scrape(&self) -> Scrape {
+        let (status, text) = self.get("/metrics").await;
+        assert_eq!(status, 200);
+        Scrape(text)
+    }
+
+    /// Scrape until `cond` holds; panics with the last scrape after `limit`.
+    pub async fn until(
+        &self,
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&Scrape) -> bool,
+    ) -> Scrape {
+        let start = Instant::now();
+        loop {
+            let s = self.scrape().await;
+            if cond(&s) {
+                return s;
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "timed out after {limit:?} waiting for: {what}\n--- last /metrics ---\n{}",
+                    s.hfbreaker_lines()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        self.daemon.stop();
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A `/metrics` text with lookups by name and labels.
+#[derive(Clone)]
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// Value of the series `name` whose labels include all of `labels`.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (n, rest) = match series.find('{') {
+                    Some(i) => (&series[..i], &series[i..]),
+                    None => (series, ""),
+                };
+                if n != name {
+                    return None;
+                }
+                let all = labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+                all.then(|| value.parse().ok()).flatten()
+            })
+    }
+
+    pub fn val(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no series {name}{labels:?}\n{}", self.hfbreaker_lines()))
+    }
+
+    pub fn state(&self, endpoint: &str) -> Option<&'static str> {
+        [
+            "closed",
+            "open",
+            "half_open",
+            "forced_open",
+            "forced_closed",
+        ]
+        .into_iter()
+        .find(|s| {
+            self.get(
+                "hfbreaker_circuit_state",
+                &[("endpoint", endpoint), ("state", s)],
+            ) == Some(1.0)
+        })
+    }
+
+    pub fn hfbreaker_lines(&self) -> String {
+        self.0
+            .lines()
+            .filter(|l| l.starts_with("hfbreaker_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Fast timings so a whole breaker cycle takes about a second.
+pub const FAST_GLOBAL: &str = "global:
+  interval: 150ms
+  timeout: 400ms
+  confirm_interval: 40ms
+  breaker:
+    failure_threshold: 3
+    open_duration: 800ms
+    max_open_duration: 3s
+    success_threshold: 2
+";
+
+pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f)
+        .await
+        .expect("finished in time")
+}
