@@ -15,6 +15,9 @@ hfbreaker: circuit breakers and Prometheus metrics for Hugging Face inference en
 
 Usage:
   hfbreaker [flags]                 run the daemon
+  hfbreaker demo [flags]            simulated HF deployment + daemon + scripted incident, live view
+  hfbreaker simulate --listen ADDR [--scenario FILE]
+                                    run only the HF simulator (default: the demo scenario)
   hfbreaker check-config FILE...    validate config files and exit (0 valid, 1 invalid)
 
 Flags:
@@ -39,6 +42,11 @@ pub struct Flags {
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Run(Flags),
+    Demo(Flags),
+    Simulate {
+        listen: String,
+        scenario: Option<PathBuf>,
+    },
     CheckConfig(Vec<PathBuf>),
     Help,
     Version,
@@ -54,6 +62,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         log_format: logging::Format::Logfmt,
     };
     let mut positional = Vec::new();
+    let mut sim_listen = None;
+    let mut scenario = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "-h" || arg == "--help" {
@@ -79,6 +89,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "config.file" => flags.config_file = PathBuf::from(value),
             "web.listen-address" => flags.listen = value,
             "web.admin-token-file" => flags.admin_token_file = Some(PathBuf::from(value)),
+            "listen" => sim_listen = Some(value),
+            "scenario" => scenario = Some(PathBuf::from(value)),
             "log.level" => {
                 flags.log_level = match value.as_str() {
                     "debug" => tracing::Level::DEBUG,
@@ -106,8 +118,18 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             _ => return Err(format!("unknown flag --{name}")),
         }
     }
-    match positional.first().map(String::as_str) {
+    let cmd = positional.first().map(String::as_str);
+    if cmd != Some("simulate") && (sim_listen.is_some() || scenario.is_some()) {
+        return Err("--listen and --scenario belong to the simulate command".to_string());
+    }
+    match cmd {
         None => Ok(Command::Run(flags)),
+        Some("demo") if positional.len() == 1 => Ok(Command::Demo(flags)),
+        Some("simulate") if positional.len() == 1 => Ok(Command::Simulate {
+            listen: sim_listen
+                .ok_or("simulate needs --listen ADDR, e.g. --listen 127.0.0.1:8080")?,
+            scenario,
+        }),
         Some("check-config") if positional.len() > 1 => Ok(Command::CheckConfig(
             positional[1..].iter().map(PathBuf::from).collect(),
         )),
@@ -140,7 +162,105 @@ pub fn main(args: Vec<String>) -> i32 {
         }
         Command::CheckConfig(files) => check_config(&files),
         Command::Run(flags) => run(flags),
+        Command::Demo(flags) => demo(flags),
+        Command::Simulate { listen, scenario } => simulate(&listen, scenario.as_deref()),
     }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+fn demo(flags: Flags) -> i32 {
+    // The live view owns the terminal: only errors are logged unless asked.
+    let level = if flags.log_level == tracing::Level::INFO {
+        tracing::Level::ERROR
+    } else {
+        flags.log_level
+    };
+    logging::init(level, flags.log_format);
+    let addr = match parse_listen_address(&flags.listen) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let Some(rt) = runtime() else { return 1 };
+    match rt.block_on(crate::demo::run(addr)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hfbreaker demo: {e}");
+            1
+        }
+    }
+}
+
+fn simulate(listen: &str, scenario: Option<&Path>) -> i32 {
+    use crate::sim::scenario::Scenario;
+    logging::init(tracing::Level::INFO, logging::Format::Logfmt);
+    let parsed = match scenario {
+        Some(p) => Scenario::load(p),
+        None => Scenario::parse(crate::demo::SCENARIO, "examples/demo/scenario.yml"),
+    };
+    let scenario = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let addr = match parse_listen_address(listen) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let Some(rt) = runtime() else { return 1 };
+    rt.block_on(async move {
+        let (tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
+        let sim = match scenario.start(addr, Some(tx)).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot listen on {addr}: {e}");
+                return 1;
+            }
+        };
+        println!(
+            "hfbreaker simulate: {} endpoints on http://{}",
+            scenario.endpoints.len(),
+            sim.addr()
+        );
+        for e in &scenario.endpoints {
+            println!(
+                "  {:<20} {:<14} {}",
+                e.name,
+                format!("{:?}", e.protocol).to_lowercase(),
+                sim.url(&e.name)
+            );
+        }
+        println!("  control API: http://{}/_sim/endpoints", sim.addr());
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                Some(n) = notes.recv() => tracing::info!(step = %n, "scenario"),
+            }
+        }
+        sim.shutdown().await;
+        0
+    })
 }
 
 fn check_config(files: &[PathBuf]) -> i32 {
@@ -319,5 +439,18 @@ mod tests {
         assert!(parse(&args(&["--nope=1"])).is_err());
         assert!(parse(&args(&["--log.level=loud"])).is_err());
         assert!(parse(&args(&["check-config"])).is_err());
+        assert_eq!(
+            parse(&args(&["simulate", "--listen", "127.0.0.1:8080"])).unwrap(),
+            Command::Simulate {
+                listen: "127.0.0.1:8080".into(),
+                scenario: None
+            }
+        );
+        assert!(parse(&args(&["simulate"])).is_err());
+        assert!(parse(&args(&["--listen=1"])).is_err());
+        assert!(matches!(
+            parse(&args(&["demo", "--web.listen-address=127.0.0.1:0"])).unwrap(),
+            Command::Demo(_)
+        ));
     }
 }

@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod http;
 pub mod logging;
 pub mod metrics;

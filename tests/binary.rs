@@ -121,7 +121,10 @@ fn daemon_refuses_to_start_on_a_bad_config() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    let json_line = err.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("a JSON log line: {err}"));
+    let json_line = err
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("a JSON log line: {err}"));
     let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
     assert_eq!(v["level"], "ERROR");
     assert_eq!(v["message"], "invalid configuration; not starting");

@@ -1,7 +1,7 @@
 //! The HTTP surface: `/metrics`, health and readiness, reload, the JSON API
 //! and the landing page.
 
-mod api;
+pub mod api;
 mod landing;
 
 use std::future::Future;

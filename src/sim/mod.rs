@@ -6,9 +6,11 @@
 //! switched at run time. The accept loop is our own so that `reset` and `down`
 //! can abort a connection with a TCP RST, as a crashed server would.
 
+mod control;
 mod endpoints_api;
 mod hf_inference;
 mod router;
+pub mod scenario;
 mod tei;
 mod tgi;
 
@@ -26,7 +28,7 @@ use axum::routing::any;
 use axum::{Extension, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -34,7 +36,7 @@ use tokio::task::JoinHandle;
 use crate::config::HumanDuration;
 
 /// The server software a virtual endpoint imitates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// text-generation-inference.
@@ -49,9 +51,10 @@ pub enum Protocol {
     EndpointsApi,
 }
 
-/// What a virtual endpoint does with the next request.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// What a virtual endpoint does with the next request. In YAML and JSON a
+/// mode is a bare name (`ok`, `hang`) or a one-key map (`{status: 503}`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Mode {
     /// Healthy: real answers.
     Ok,
@@ -82,6 +85,31 @@ pub enum Mode {
     Paused,
     /// Management API: `failed`; inference routes: 500.
     Failed,
+    /// Streaming routes answer 200 and then an error event inside the SSE
+    /// stream, as TGI does; other routes answer normally.
+    StreamError,
+    /// Alternates: healthy for half a period, then `fault` for the other half.
+    Flapping {
+        period: HumanDuration,
+        fault: Box<Mode>,
+    },
+}
+
+impl Mode {
+    /// The mode in force `elapsed` after the simulator started.
+    pub fn at(&self, elapsed: Duration) -> &Mode {
+        match self {
+            Mode::Flapping { period, fault } => {
+                let half = (period.0 / 2).max(Duration::from_millis(1));
+                if (elapsed.as_nanos() / half.as_nanos()) % 2 == 0 {
+                    &Mode::Ok
+                } else {
+                    fault.at(elapsed)
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// How a virtual endpoint is set up.
@@ -110,15 +138,17 @@ impl VirtualSpec {
 
 struct Virtual {
     spec: RwLock<VirtualSpec>,
+    /// Set through the control API; wins over the spec's (timeline's) mode.
+    override_mode: RwLock<Option<Mode>>,
     /// Every request that reached this endpoint.
     requests: AtomicU64,
     /// Requests that would wake a scaled-to-zero replica (anything but the management API).
     inference_requests: AtomicU64,
 }
 
-#[derive(Default)]
 struct SimState {
     endpoints: RwLock<HashMap<String, Arc<Virtual>>>,
+    started: std::time::Instant,
 }
 
 /// Per-connection handle a handler uses to abort its connection.
@@ -131,6 +161,7 @@ pub struct Sim {
     state: Arc<SimState>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    timelines: Vec<JoinHandle<()>>,
 }
 
 impl Sim {
@@ -141,12 +172,15 @@ impl Sim {
     ) -> std::io::Result<Sim> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(SimState::default());
+        let state = Arc::new(SimState {
+            endpoints: RwLock::new(HashMap::new()),
+            started: std::time::Instant::now(),
+        });
         for (name, spec) in endpoints {
             add(&state, name, spec);
         }
         let (stop, stop_rx) = watch::channel(false);
-        let router = Router::new()
+        let router = control::routes()
             .route("/{ep}", any(handle_root))
             .route("/{ep}/", any(handle_root))
             .route("/{ep}/{*rest}", any(handle))
@@ -157,6 +191,7 @@ impl Sim {
             state,
             stop,
             task,
+            timelines: Vec::new(),
         })
     }
 
@@ -217,6 +252,9 @@ impl Sim {
 
     /// Stop accepting and abort every open connection.
     pub async fn shutdown(self) {
+        for t in &self.timelines {
+            t.abort();
+        }
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
@@ -231,6 +269,7 @@ fn add(state: &SimState, name: String, spec: VirtualSpec) {
             name,
             Arc::new(Virtual {
                 spec: RwLock::new(spec),
+                override_mode: RwLock::new(None),
                 requests: AtomicU64::new(0),
                 inference_requests: AtomicU64::new(0),
             }),
@@ -346,7 +385,16 @@ async fn dispatch(
         return (StatusCode::NOT_FOUND, "no such simulated endpoint\n").into_response();
     };
     v.requests.fetch_add(1, Ordering::Relaxed);
-    let spec = v.spec.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut spec = v.spec.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(m) = v
+        .override_mode
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    {
+        spec.mode = m;
+    }
+    spec.mode = spec.mode.at(st.started.elapsed()).clone();
     if spec.protocol != Protocol::EndpointsApi {
         v.inference_requests.fetch_add(1, Ordering::Relaxed);
     }
@@ -394,7 +442,15 @@ pub(crate) fn common_fault(
 ) -> Option<Response> {
     let s = |c: u16| StatusCode::from_u16(c).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Some(match &req.spec.mode {
-        Mode::Ok | Mode::Slow(_) | Mode::Hang | Mode::Reset | Mode::Down => return None,
+        Mode::Ok
+        | Mode::Slow(_)
+        | Mode::Hang
+        | Mode::Reset
+        | Mode::Down
+        | Mode::StreamError
+        | Mode::Flapping { .. } => {
+            return None;
+        }
         Mode::Status(code) => error(s(*code), "simulated failure"),
         Mode::Garbage => (
             StatusCode::OK,

@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Req, common_fault, json_response, not_found, sse, tokens, unix_now};
+use super::{Mode, Req, common_fault, json_response, not_found, sse, tokens, unix_now};
 
 /// TGI error body: `{"error": str, "error_type": str}`.
 pub(super) fn error(status: StatusCode, message: &str) -> Response {
@@ -184,6 +184,12 @@ fn generate_stream(req: &Req) -> Response {
         Ok(x) => x,
         Err(r) => return r,
     };
+    if req.spec.mode == Mode::StreamError {
+        // Errors after the stream started arrive inside the 200 stream.
+        return sse(vec![
+            json!({"error": "Model is overloaded", "error_type": "overloaded"}).to_string(),
+        ]);
+    }
     let toks = tokens(p.max_new_tokens);
     let last = toks.len() - 1;
     let events = toks
@@ -238,6 +244,12 @@ pub(super) fn chat(req: &Req, id: &str) -> Response {
     let created = unix_now();
     let usage = json!({"prompt_tokens": 8, "completion_tokens": toks.len(), "total_tokens": 8 + toks.len()});
     if v.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        if req.spec.mode == Mode::StreamError {
+            return sse(vec![
+                json!({"error": {"message": "Input validation error: simulated stream failure", "http_status_code": 422}}).to_string(),
+                "[DONE]".to_string(),
+            ]);
+        }
         let last = toks.len() - 1;
         let mut events: Vec<String> = toks
             .iter()

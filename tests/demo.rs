@@ -1,0 +1,173 @@
+//! `hfbreaker demo` as a user runs it: within a minute every breaker state
+//! and every route tier shows up on /metrics, and Ctrl-C stops it cleanly.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Scrape;
+
+#[test]
+fn demo_shows_every_state_and_tier_within_a_minute() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hfbreaker"))
+        .args(["demo", "--web.listen-address=127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Arc::new(Mutex::new(String::new()));
+    let o2 = out.clone();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let mut o = o2.lock().unwrap();
+            o.push_str(&line);
+            o.push('\n');
+        }
+    });
+    let start = Instant::now();
+    let addr = loop {
+        let o = out.lock().unwrap().clone();
+        if let Some(rest) = o.split("serving on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "demo printed no address: {o}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = common::client();
+    let states = [
+        "closed",
+        "open",
+        "half_open",
+        "forced_open",
+        "forced_closed",
+    ];
+    let tiers = ["primary", "fallback", "exhausted"];
+    let mut seen_states = std::collections::BTreeSet::new();
+    let mut seen_levels = std::collections::BTreeSet::new();
+    let last = loop {
+        let text = rt.block_on(async {
+            client
+                .get(format!("http://{addr}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+        let s = Scrape(text);
+        for line in
+            s.0.lines()
+                .filter(|l| l.starts_with("hfbreaker_circuit_state{") && l.ends_with(" 1"))
+        {
+            if let Some(st) = states
+                .iter()
+                .find(|st| line.contains(&format!("state=\"{st}\"")))
+            {
+                seen_states.insert(*st);
+            }
+        }
+        for line in
+            s.0.lines()
+                .filter(|l| l.starts_with("hfbreaker_route_level{"))
+        {
+            seen_levels.insert(line.rsplit(' ').next().unwrap().to_string());
+        }
+        let all_tiers = tiers.iter().all(|t| {
+            s.0.lines().any(|l| {
+                l.starts_with("hfbreaker_route_level_seconds_total{")
+                    && l.contains(&format!("tier=\"{t}\""))
+                    && !l.ends_with(" 0")
+            })
+        });
+        // A state may last less than a scrape interval (a half-open trial
+        // takes milliseconds); its transition counter still shows it.
+        let all_states = states.iter().all(|st| {
+            seen_states.contains(st)
+                || s.0.lines().any(|l| {
+                    l.starts_with("hfbreaker_circuit_transitions_total{")
+                        && l.contains(&format!("to=\"{st}\""))
+                })
+        });
+        if all_tiers && all_states {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "after a minute: states seen {seen_states:?}, levels {seen_levels:?}\n{}",
+            s.hfbreaker_lines()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!(
+        "all states and tiers after {:.1}s; gauges seen at 1: {seen_states:?}; levels seen {seen_levels:?}",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        seen_states.len() >= 4,
+        "most states are held long enough to be scraped: {seen_states:?}"
+    );
+    assert!(seen_levels.contains("-1") && seen_levels.contains("1") && seen_levels.contains("0"));
+    assert!(
+        last.val(
+            "hfbreaker_probe_failures_total",
+            &[("endpoint", "llama-status"), ("reason", "scaled_to_zero")]
+        ) >= 1.0
+    );
+    assert!(
+        last.val(
+            "hfbreaker_probe_failures_total",
+            &[
+                ("endpoint", "zephyr-dedicated"),
+                ("reason", "model_loading")
+            ]
+        ) >= 1.0
+    );
+    assert!(
+        last.val(
+            "hfbreaker_probe_failures_total",
+            &[("endpoint", "bge-tei"), ("reason", "timeout")]
+        ) >= 1.0
+    );
+    let (code, _) = rt.block_on(async {
+        let r = client.get(format!("http://{addr}/")).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(code, 200);
+
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "demo did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(100));
+    let o = out.lock().unwrap().clone();
+    assert!(
+        o.contains("route assistant: zephyr-dedicated -> zephyr-serverless (fallback)"),
+        "plain line output when not a TTY:\n{o}"
+    );
+    assert!(o.contains("hfbreaker demo: stopped"));
+}
