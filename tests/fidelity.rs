@@ -1,0 +1,85 @@
+//! The simulator against the official Python clients (huggingface_hub,
+//! text-generation, openai), pinned in tests/python/requirements.txt.
+//! `scripts/test` creates the virtual environment; under CI a missing one fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("HFBREAKER_PYTHON").map(PathBuf::from),
+        Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/fidelity-venv/bin/python"
+        ))),
+    ];
+    candidates.into_iter().flatten().find(|p| p.exists())
+}
+
+#[test]
+fn official_clients_accept_the_simulator() {
+    let Some(py) = python() else {
+        let msg = "no Python environment with the official clients: run scripts/test (it creates target/fidelity-venv)";
+        assert!(std::env::var("CI").is_err(), "{msg}");
+        eprintln!("SKIPPED official_clients_accept_the_simulator: {msg}");
+        return;
+    };
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_hfbreaker"))
+        .args(["simulate", "--listen", "127.0.0.1:0", "--scenario"])
+        .arg(format!("{dir}/tests/python/scenario.yml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(sim.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("simulate prints its address").unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("address")
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+
+    let start = Instant::now();
+    let out = Command::new(&py)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            &format!("{dir}/tests/python"),
+        ])
+        .env("SIM_URL", &base)
+        .output()
+        .unwrap();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "client fidelity tests failed:\n{text}"
+    );
+    let summary = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed"))
+        .unwrap_or_default();
+    let passed: u32 = summary
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        passed >= 50,
+        "expected every client test to run, got: {summary}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(300));
+}
