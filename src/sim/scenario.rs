@@ -255,6 +255,14 @@ endpoints:
     }
 
     #[test]
+    fn shipped_examples_parse() {
+        let s = Scenario::parse(include_str!("../../examples/scenario.yml"), "examples/scenario.yml").unwrap();
+        assert_eq!(s.endpoints.len(), 5);
+        assert_eq!(s.endpoints[0].timeline.len(), 13);
+        assert!(!s.endpoints[2].repeat);
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let e = Scenario::parse("endpoints:\n  - name: a\n    protocol: tgi\n    timeline:\n      - {mode: sideways, for: 1s}\n", "s.yml").unwrap_err();
         assert!(e.to_string().starts_with("s.yml:5:"), "{e}");
