@@ -205,15 +205,9 @@ impl Daemon {
         {
             match cfg.routes.iter().find(|n| n.name == r.name) {
                 None => self.metrics.remove_route(&r.name, &r.endpoints),
-                Some(n) => {
-                    let dropped: Vec<String> = r
-                        .endpoints
-                        .iter()
-                        .filter(|e| !n.endpoints.contains(e))
-                        .cloned()
-                        .collect();
-                    self.metrics.remove_route_serving(&r.name, &dropped);
-                }
+                Some(n) => self
+                    .metrics
+                    .remove_route_chain(&r.name, &r.endpoints, &n.endpoints),
             }
         }
         let new = build_topology(cfg, Some(&old), &self.metrics);

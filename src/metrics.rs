@@ -52,6 +52,9 @@ pub struct Metrics {
     open_duration: GaugeVec,
     state_change: GaugeVec,
     enforced: IntGaugeVec,
+    failure_threshold: IntGaugeVec,
+    failure_rate_threshold: GaugeVec,
+    slow_call_duration: GaugeVec,
     probes: IntCounterVec,
     probe_failures: IntCounterVec,
     probe_duration: HistogramVec,
@@ -63,6 +66,7 @@ pub struct Metrics {
     route_serving: IntGaugeVec,
     route_level_seconds: CounterVec,
     route_switches: IntCounterVec,
+    route_endpoint: IntGaugeVec,
     reload_ok: IntGauge,
     reload_time: prometheus::Gauge,
 }
@@ -148,6 +152,21 @@ impl Metrics {
                 "1 when routes obey this breaker, 0 when observe-only.",
                 &["endpoint"],
             ),
+            failure_threshold: g(
+                "hfbreaker_circuit_failure_threshold",
+                "Configured consecutive failures that trip the breaker.",
+                &["endpoint"],
+            ),
+            failure_rate_threshold: f(
+                "hfbreaker_circuit_failure_rate_threshold",
+                "Configured failure ratio that trips the breaker.",
+                &["endpoint"],
+            ),
+            slow_call_duration: f(
+                "hfbreaker_circuit_slow_call_duration_seconds",
+                "Configured duration above which a successful probe is a slow call.",
+                &["endpoint"],
+            ),
             probes: c(
                 "hfbreaker_probes_total",
                 "Scheduled probes by result; rejected = not sent because the circuit was open.",
@@ -216,6 +235,11 @@ impl Metrics {
                 "Changes of the serving endpoint.",
                 &["route", "from", "to"],
             ),
+            route_endpoint: g(
+                "hfbreaker_route_endpoint_info",
+                "Route membership: position 0 is the primary, k the k-th fallback; always 1.",
+                &["route", "endpoint", "position"],
+            ),
             reload_ok: reg(
                 &r,
                 IntGauge::new(
@@ -268,6 +292,15 @@ impl Metrics {
         self.enforced
             .with_label_values(&[n])
             .set(i64::from(cfg.enforce));
+        self.failure_threshold
+            .with_label_values(&[n])
+            .set(i64::from(cfg.breaker.failure_threshold));
+        self.failure_rate_threshold
+            .with_label_values(&[n])
+            .set(cfg.breaker.failure_rate_threshold);
+        self.slow_call_duration
+            .with_label_values(&[n])
+            .set(cfg.breaker.slow_call_duration.as_secs_f64());
         EndpointMetrics {
             name: n.to_string(),
             transitions: self.transitions.clone(),
@@ -299,6 +332,7 @@ impl Metrics {
         for v in [
             &self.consecutive_failures,
             &self.enforced,
+            &self.failure_threshold,
             &self.probe_success,
             &self.probe_status,
         ] {
@@ -309,6 +343,8 @@ impl Metrics {
             &self.open_duration,
             &self.state_change,
             &self.loading_estimate,
+            &self.failure_rate_threshold,
+            &self.slow_call_duration,
         ] {
             let _ = v.remove_label_values(&[n]);
         }
@@ -350,8 +386,14 @@ impl Metrics {
             .inc_by(seconds);
     }
 
-    /// Create a route's tier counters at 0 so that the fallback ratio has all its terms.
-    pub fn route_init(&self, route: &str) {
+    /// Create a route's tier counters at 0 so that the fallback ratio has all
+    /// its terms, and export its chain.
+    pub fn route_init(&self, route: &str, chain: &[String]) {
+        for (i, e) in chain.iter().enumerate() {
+            self.route_endpoint
+                .with_label_values(&[route, e, &i.to_string()])
+                .set(1);
+        }
         for t in Tier::ALL {
             self.route_level_seconds
                 .with_label_values(&[route, t.as_str()]);
@@ -365,6 +407,7 @@ impl Metrics {
     }
 
     pub fn remove_route(&self, route: &str, chain: &[String]) {
+        self.remove_route_chain(route, chain, &[]);
         let _ = self.route_level.remove_label_values(&[route]);
         let names: Vec<&str> = chain.iter().map(String::as_str).chain(["none"]).collect();
         for a in &names {
@@ -380,10 +423,16 @@ impl Metrics {
         }
     }
 
-    /// Drop the serving series of endpoints that left a route's chain.
-    pub fn remove_route_serving(&self, route: &str, endpoints: &[String]) {
-        for e in endpoints {
-            let _ = self.route_serving.remove_label_values(&[route, e]);
+    /// Forget a route's old chain: its membership series, and the serving
+    /// series of endpoints that are not in `keep` (the new chain).
+    pub fn remove_route_chain(&self, route: &str, old: &[String], keep: &[String]) {
+        for (i, e) in old.iter().enumerate() {
+            let _ = self
+                .route_endpoint
+                .remove_label_values(&[route, e, &i.to_string()]);
+            if !keep.contains(e) {
+                let _ = self.route_serving.remove_label_values(&[route, e]);
+            }
         }
     }
 

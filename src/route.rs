@@ -80,7 +80,7 @@ impl RouteTracker {
                 .iter()
                 .map(|cfg| {
                     let level = select(&cfg.endpoints, &admits);
-                    metrics.route_init(&cfg.name);
+                    metrics.route_init(&cfg.name, &cfg.endpoints);
                     metrics.route_level(&cfg.name, level.map_or(-1, |l| l as i64));
                     metrics.route_serving(
                         &cfg.name,

@@ -229,7 +229,10 @@ pub fn plan(st: &mut EndpointState, now: Instant) -> (Action, Option<Transition>
             } else {
                 interval
             };
-            let (action, t) = if due(period, st.last_tick) {
+            // Enough probes to decide are already out (all hanging, say): wait
+            // for one to finish instead of piling up more.
+            let saturated = st.in_flight.len() >= st.cfg.breaker.failure_threshold.max(1) as usize;
+            let (action, t) = if due(period, st.last_tick) && !saturated {
                 let (permit, t) = st.breaker.try_acquire(now);
                 match permit {
                     Some(p) => {
@@ -571,6 +574,11 @@ mod tests {
         // no failure recorded yet, but the probe is unanswered after 2 s
         let _p2 = probe(&mut st, t0 + Duration::from_secs(2));
         let _p3 = probe(&mut st, t0 + Duration::from_secs(4));
+        // failure_threshold (3) probes are out: no fourth until one finishes
+        let (a, _, _) = plan(&mut st, t0 + Duration::from_secs(6));
+        assert_eq!(a, Action::Nothing);
+        st.in_flight.remove(0);
+        let _p4 = probe(&mut st, t0 + Duration::from_secs(6));
     }
 
     #[test]

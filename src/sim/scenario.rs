@@ -256,7 +256,11 @@ endpoints:
 
     #[test]
     fn shipped_examples_parse() {
-        let s = Scenario::parse(include_str!("../../examples/scenario.yml"), "examples/scenario.yml").unwrap();
+        let s = Scenario::parse(
+            include_str!("../../examples/scenario.yml"),
+            "examples/scenario.yml",
+        )
+        .unwrap();
         assert_eq!(s.endpoints.len(), 5);
         assert_eq!(s.endpoints[0].timeline.len(), 13);
         assert!(!s.endpoints[2].repeat);
