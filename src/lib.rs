@@ -14,3 +14,5 @@ pub mod route;
 pub mod schedule;
 pub mod secret;
 pub mod sim;
+#[doc(hidden)]
+pub mod testkit;
