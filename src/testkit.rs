@@ -110,6 +110,19 @@ pub fn start_alertmanager(bin: &Path, config: &str) -> std::io::Result<Proc> {
     spawn(bin, &args, dir, port)
 }
 
+/// Start prometheus-blackbox-exporter with `config` (YAML).
+pub fn start_blackbox(bin: &Path, config: &str) -> std::io::Result<Proc> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("blackbox.yml");
+    std::fs::write(&cfg, config)?;
+    let port = free_port();
+    let args = vec![
+        format!("--config.file={}", cfg.display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+    ];
+    spawn(bin, &args, dir, port)
+}
+
 /// GET until 200 or the deadline.
 pub async fn wait_http_ok(url: &str, limit: Duration) -> bool {
     let client = reqwest::Client::new();
