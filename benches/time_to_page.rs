@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use hfbreaker::daemon::Daemon;
 use hfbreaker::sim::{Mode, Protocol, Sim, VirtualSpec};
-use hfbreaker::testkit::{Webhook, find_tool, query, start_alertmanager, start_blackbox, start_prometheus, wait_http_ok};
+use hfbreaker::testkit::{
+    Webhook, find_tool, query, start_alertmanager, start_blackbox, start_prometheus, wait_http_ok,
+};
 
 const TRIALS: usize = 5;
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -56,17 +58,27 @@ scrape_configs:
 
 async fn wait_scraped(prom: &str, expr: &str) {
     let start = Instant::now();
-    while query(prom, expr).await.map(|r| r.is_empty()).unwrap_or(true) {
-        assert!(start.elapsed() < Duration::from_secs(120), "{expr} never scraped");
+    while query(prom, expr)
+        .await
+        .map(|r| r.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{expr} never scraped"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
 /// One outage: (hfbreaker delay, blackbox delay) from onset to the webhook.
 async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
-    let sim = Sim::start("127.0.0.1:0".parse().unwrap(), vec![("primary".into(), VirtualSpec::new(Protocol::Tgi, "m"))])
-        .await
-        .unwrap();
+    let sim = Sim::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![("primary".into(), VirtualSpec::new(Protocol::Tgi, "m"))],
+    )
+    .await
+    .unwrap();
     // hfbreaker with its default timings (15 s interval, 1 s confirmations, 5 failures).
     let cfg = hfbreaker::config::parse(
         &format!(
@@ -81,7 +93,11 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
     daemon.start();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let daemon_addr = listener.local_addr().unwrap();
-    tokio::spawn(hfbreaker::http::serve(listener, daemon.clone(), std::future::pending()));
+    tokio::spawn(hfbreaker::http::serve(
+        listener,
+        daemon.clone(),
+        std::future::pending(),
+    ));
 
     let hf_hook = Webhook::start().await.unwrap();
     let bb_hook = Webhook::start().await.unwrap();
@@ -89,11 +105,23 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
     let bb_am = start_alertmanager(&t.alertmanager, &am_config(&bb_hook)).unwrap();
     let hf_prom = start_prometheus(
         &t.prometheus,
-        &prom_config(hf_am.port, "hfbreaker.rules.yml", &format!("  - job_name: hfbreaker\n    static_configs:\n      - targets: ['{daemon_addr}']\n")),
-        &[std::path::Path::new(&format!("{REPO}/alerts/hfbreaker.rules.yml"))],
+        &prom_config(
+            hf_am.port,
+            "hfbreaker.rules.yml",
+            &format!(
+                "  - job_name: hfbreaker\n    static_configs:\n      - targets: ['{daemon_addr}']\n"
+            ),
+        ),
+        &[std::path::Path::new(&format!(
+            "{REPO}/alerts/hfbreaker.rules.yml"
+        ))],
     )
     .unwrap();
-    let bb = start_blackbox(&t.blackbox, "modules:\n  http_2xx:\n    prober: http\n    timeout: 10s\n").unwrap();
+    let bb = start_blackbox(
+        &t.blackbox,
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: 10s\n",
+    )
+    .unwrap();
     let rules_dir = tempfile::tempdir().unwrap();
     let bb_rules = rules_dir.path().join("blackbox.rules.yml");
     std::fs::write(
@@ -133,16 +161,31 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
     wait_scraped(&hf_prom.base(), "hfbreaker_route_level == 0").await;
     wait_scraped(&bb_prom.base(), "probe_success == 1").await;
     // Steady state for a while, then the outage at a random moment.
-    tokio::time::sleep(Duration::from_secs(20) + Duration::from_secs_f64(fastrand::f64() * 15.0)).await;
+    tokio::time::sleep(Duration::from_secs(20) + Duration::from_secs_f64(fastrand::f64() * 15.0))
+        .await;
     let onset = Instant::now();
     sim.set_mode("primary", Mode::Down);
     let (hf, bbn) = tokio::join!(
-        hf_hook.wait_for("HfBreakerRouteExhausted", "firing", onset, Duration::from_secs(240)),
-        bb_hook.wait_for("BlackboxProbeFailed", "firing", onset, Duration::from_secs(240)),
+        hf_hook.wait_for(
+            "HfBreakerRouteExhausted",
+            "firing",
+            onset,
+            Duration::from_secs(240)
+        ),
+        bb_hook.wait_for(
+            "BlackboxProbeFailed",
+            "firing",
+            onset,
+            Duration::from_secs(240)
+        ),
     );
     let hf = hf.expect("hfbreaker paged").at - onset;
     let bbd = bbn.expect("blackbox paged").at - onset;
-    eprintln!("trial {n}: hfbreaker {:.1}s, blackbox_exporter {:.1}s", hf.as_secs_f64(), bbd.as_secs_f64());
+    eprintln!(
+        "trial {n}: hfbreaker {:.1}s, blackbox_exporter {:.1}s",
+        hf.as_secs_f64(),
+        bbd.as_secs_f64()
+    );
     daemon.stop();
     sim.shutdown().await;
     (hf, bbd)
@@ -151,7 +194,11 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn main() {
@@ -159,13 +206,20 @@ fn main() {
         println!("time_to_page: run with `cargo bench --bench time_to_page` or bench/time-to-page");
         return;
     }
-    let tool = |names: &[&str]| find_tool(names).unwrap_or_else(|| panic!("{names:?} not found: run bench/time-to-page, which installs it"));
+    let tool = |names: &[&str]| {
+        find_tool(names).unwrap_or_else(|| {
+            panic!("{names:?} not found: run bench/time-to-page, which installs it")
+        })
+    };
     let t = Tools {
         prometheus: tool(&["prometheus"]),
         alertmanager: tool(&["prometheus-alertmanager", "alertmanager"]),
         blackbox: tool(&["prometheus-blackbox-exporter", "blackbox_exporter"]),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let started = Instant::now();
     // Independent trials, run side by side: each has its own random phase.
     let results: Vec<(Duration, Duration)> = rt.block_on(async {
@@ -184,13 +238,21 @@ fn main() {
     });
     let hf: Vec<f64> = results.iter().map(|r| r.0.as_secs_f64()).collect();
     let bb: Vec<f64> = results.iter().map(|r| r.1.as_secs_f64()).collect();
-    println!("\nTime to page (onset to webhook), 15 s scrape and evaluation, group_wait 10 s, {TRIALS} outages at random moments");
-    println!("| trial | hfbreaker (RouteExhausted) | blackbox_exporter (probe_success == 0 for 1m) |");
+    println!(
+        "\nTime to page (onset to webhook), 15 s scrape and evaluation, group_wait 10 s, {TRIALS} outages at random moments"
+    );
+    println!(
+        "| trial | hfbreaker (RouteExhausted) | blackbox_exporter (probe_success == 0 for 1m) |"
+    );
     println!("|---|---|---|");
     for (i, (h, b)) in hf.iter().zip(&bb).enumerate() {
         println!("| {} | {h:.1} s | {b:.1} s |", i + 1);
     }
     let (mh, mb) = (median(hf), median(bb));
     println!("| **median** | **{mh:.1} s** | **{mb:.1} s** |");
-    println!("hfbreaker pages in {:.0}% of the blackbox set-up's time (target: median <= 40 s); took {:.0} s", 100.0 * mh / mb, started.elapsed().as_secs_f64());
+    println!(
+        "hfbreaker pages in {:.0}% of the blackbox set-up's time (target: median <= 40 s); took {:.0} s",
+        100.0 * mh / mb,
+        started.elapsed().as_secs_f64()
+    );
 }

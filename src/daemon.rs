@@ -85,6 +85,10 @@ impl Host for Daemon {
         routes.update(now, |n| topo.admits(n), &self.metrics);
     }
 
+    fn lateness(&self, seconds: f64) {
+        self.metrics.scheduler_lateness(seconds);
+    }
+
     fn wake(&self, slot: usize) {
         let _ = self
             .wake_tx

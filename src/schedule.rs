@@ -284,6 +284,8 @@ pub trait Host: Send + Sync + 'static {
     fn state_changed(&self);
     /// Wake the scheduler for the endpoint in `slot`.
     fn wake(&self, slot: usize);
+    /// How late a scheduled probe (or rejection) started, in seconds.
+    fn lateness(&self, _seconds: f64) {}
 }
 
 pub struct Scheduler {
@@ -367,6 +369,9 @@ impl Scheduler {
         if let Some(t) = transition {
             ep.apply(&mut st, t);
             changed = true;
+        }
+        if from_heap && action != Action::Nothing {
+            host.lateness(now.saturating_duration_since(entry).as_secs_f64());
         }
         match action {
             Action::Nothing => {}
