@@ -1,17 +1,15 @@
-//! The breaker's hot path: try_acquire + record, alone and with two threads
-//! sharing one breaker behind a mutex (how the daemon holds it).
-//! The pybreaker baseline runs in the same command: bench/breaker.
+//! The breaker's hot path, admit + record of a healthy probe: alone, and with
+//! two threads sharing one breaker (SharedBreaker; and a plain Mutex for
+//! comparison). The pybreaker baseline runs in the same command: bench/breaker.
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hfbreaker::breaker::{Breaker, BreakerConfig, Outcome};
+use hfbreaker::breaker::{Breaker, BreakerConfig, Outcome, SharedBreaker};
 
-const OK: Outcome = Outcome::Success {
-    duration: Duration::from_millis(3),
-};
+const OK: Outcome = Outcome::Success { duration: Duration::from_millis(3) };
 
 fn uncontended(c: &mut Criterion) {
     let now = Instant::now();
@@ -22,52 +20,55 @@ fn uncontended(c: &mut Criterion) {
             black_box(b.record(p.unwrap(), black_box(OK), now))
         })
     });
-    let shared = Mutex::new(Breaker::new(BreakerConfig::default(), now, 1));
-    c.bench_function("breaker/admit+record, mutex, 1 thread", |bench| {
-        bench.iter(|| {
-            let mut b = shared.lock().unwrap();
-            let (p, _) = b.try_acquire(black_box(now));
-            black_box(b.record(p.unwrap(), black_box(OK), now))
-        })
-    });
 }
 
-/// Per-call time with `threads` threads hammering one mutex-guarded breaker.
-fn per_call(threads: usize, iters: u64) -> Duration {
-    let now = Instant::now();
-    let shared = Arc::new(Mutex::new(Breaker::new(BreakerConfig::default(), now, 1)));
+/// Mean time per call for one of `threads` threads running `iters` calls at once.
+fn per_call(threads: usize, iters: u64, call: Arc<dyn Fn() + Send + Sync>) -> Duration {
     let barrier = Arc::new(Barrier::new(threads));
-    let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let s = shared.clone();
             let bar = barrier.clone();
+            let call = call.clone();
             std::thread::spawn(move || {
                 bar.wait();
                 let t = Instant::now();
                 for _ in 0..iters {
-                    let mut b = s.lock().unwrap();
-                    let (p, _) = b.try_acquire(now);
-                    black_box(b.record(p.unwrap(), OK, now));
+                    call();
                 }
                 t.elapsed()
             })
         })
         .collect();
-    let worst = handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .max()
-        .unwrap();
-    let _ = start;
-    worst / iters as u32
+    let total: Duration = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total / threads as u32
 }
 
 fn contended(c: &mut Criterion) {
-    let mut g = c.benchmark_group("breaker/contention");
+    let now = Instant::now();
+    let shared = Arc::new(SharedBreaker::new(Breaker::new(BreakerConfig::default(), now, 1)));
+    for _ in 0..100 {
+        let (p, _) = shared.try_acquire(now);
+        shared.record(p.unwrap(), OK, now);
+    }
+    let naive = Arc::new(Mutex::new(Breaker::new(BreakerConfig::default(), now, 1)));
+    let mut g = c.benchmark_group("breaker/shared");
     for threads in [1usize, 2] {
-        g.bench_function(format!("{threads} thread(s), per call"), |bench| {
-            bench.iter_custom(|iters| per_call(threads, iters.max(1)) * iters.max(1) as u32)
+        let s = shared.clone();
+        let call: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let (p, _) = s.try_acquire(now);
+            black_box(s.record(p.unwrap(), OK, now));
+        });
+        g.bench_function(format!("SharedBreaker, {threads} thread(s)"), |bench| {
+            bench.iter_custom(|iters| per_call(threads, iters, call.clone()))
+        });
+        let m = naive.clone();
+        let call: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let mut b = m.lock().unwrap();
+            let (p, _) = b.try_acquire(now);
+            black_box(b.record(p.unwrap(), OK, now));
+        });
+        g.bench_function(format!("Mutex<Breaker>, {threads} thread(s)"), |bench| {
+            bench.iter_custom(|iters| per_call(threads, iters, call.clone()))
         });
     }
     g.finish();
