@@ -1,0 +1,129 @@
+//! CPU per probe at 2,000 probes/s against a fast local target, counting only
+//! the prober's own process CPU (from /proc), side by side with
+//! blackbox_exporter driven at the same rate through /probe, and wrk's client
+//! CPU per request as the floor.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const RATE: u64 = 2_000;
+const MEASURE: Duration = Duration::from_secs(30);
+
+fn probes_total(addr: &str) -> f64 {
+    let (text, _) = get(&format!("http://{addr}/metrics"));
+    sum(&text, "hfbreaker_probes_total", &["result=\"success\""]) + sum(&text, "hfbreaker_probes_total", &["result=\"failure\""])
+}
+
+fn hfbreaker_cost(target: &str) -> (f64, f64) {
+    // 2,000 endpoints probed once a second: 2,000 probes/s.
+    let d = spawn_daemon(&endpoints_config(RATE as usize, &format!("http://{target}/t/health"), "1s", "  timeout: 5s\n"));
+    std::thread::sleep(Duration::from_secs(5));
+    let (p0, c0) = (probes_total(&d.addr), cpu_seconds(d.pid()));
+    std::thread::sleep(MEASURE);
+    let (p1, c1) = (probes_total(&d.addr), cpu_seconds(d.pid()));
+    let probes = p1 - p0;
+    ((c1 - c0) / probes * 1e6, probes / MEASURE.as_secs_f64())
+}
+
+fn blackbox_cost(bin: &std::path::Path, target: &str) -> (f64, f64) {
+    let bb = hfbreaker::testkit::start_blackbox(bin, "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n").unwrap();
+    let pid = bb_pid(bb.port);
+    let url = format!("http://127.0.0.1:{}/probe?module=http_2xx&target=http://{target}/t/health", bb.port);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    rt.block_on(async {
+        assert!(hfbreaker::testkit::wait_http_ok(&format!("http://127.0.0.1:{}/-/healthy", bb.port), Duration::from_secs(10)).await);
+        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+        let drive = |secs: Duration| {
+            let client = client.clone();
+            let url = url.clone();
+            let done = done.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let start = Instant::now();
+                while start.elapsed() < secs {
+                    tick.tick().await;
+                    let (c, u, d) = (client.clone(), url.clone(), done.clone());
+                    tokio::spawn(async move {
+                        if let Ok(r) = c.get(&u).send().await
+                            && r.bytes().await.is_ok()
+                        {
+                            d.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            }
+        };
+        drive(Duration::from_secs(5)).await;
+        let (n0, c0) = (done.load(Ordering::Relaxed), cpu_seconds(pid));
+        drive(MEASURE).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (n1, c1) = (done.load(Ordering::Relaxed), cpu_seconds(pid));
+        let n = (n1 - n0) as f64;
+        ((c1 - c0) / n * 1e6, n / MEASURE.as_secs_f64())
+    })
+}
+
+/// The blackbox_exporter process listening on `port`.
+fn bb_pid(port: u16) -> u32 {
+    let start = Instant::now();
+    loop {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmd.contains("blackbox") && cmd.contains(&format!("127.0.0.1:{port}")) {
+                return pid;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "blackbox_exporter not found");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wrk_floor(target: &str) -> Option<(f64, f64)> {
+    let wrk = hfbreaker::testkit::find_tool(&["wrk"])?;
+    let before = children_cpu();
+    let out = std::process::Command::new(wrk).args(["-t1", "-c16", "-d10s", &format!("http://{target}/t/health")]).output().ok()?;
+    let cpu = children_cpu() - before;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let requests: f64 = text.lines().find(|l| l.contains("requests in"))?.split_whitespace().next()?.parse().ok()?;
+    Some((cpu / requests * 1e6, requests / 10.0))
+}
+
+fn children_cpu() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+fn main() {
+    if !guard("probe_cost") {
+        return;
+    }
+    let target = spawn_target();
+    let (hf, hf_rate) = hfbreaker_cost(&target.addr);
+    let bb = hfbreaker::testkit::find_tool(&["prometheus-blackbox-exporter", "blackbox_exporter"]).map(|b| blackbox_cost(&b, &target.addr));
+    let floor = wrk_floor(&target.addr);
+    println!("\nCPU per probe, {RATE} probes/s against a local target (the target's CPU not counted), {} s", MEASURE.as_secs());
+    println!("| prober | CPU per probe | achieved rate |");
+    println!("|---|---|---|");
+    println!("| hfbreaker (scheduler, probe, breaker, metrics) | {hf:.1} µs | {hf_rate:.0} /s |");
+    match bb {
+        Some((c, r)) => println!("| blackbox_exporter via /probe | {c:.1} µs | {r:.0} /s |"),
+        None => println!("| blackbox_exporter | not installed (bench/run-all installs it) | |"),
+    }
+    match floor {
+        Some((c, r)) => println!("| wrk client (floor: HTTP GET only) | {c:.1} µs | {r:.0} /s |"),
+        None => println!("| wrk | not installed (bench/run-all installs it) | |"),
+    }
+    if let Some((c, _)) = bb {
+        println!("hfbreaker uses {:.1}% of blackbox_exporter's CPU per probe (target: ≤ 60 µs)", 100.0 * hf / c);
+    }
+}
