@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use hfbreaker::breaker::{Breaker, BreakerConfig, Outcome, SharedBreaker};
 
-const OK: Outcome = Outcome::Success { duration: Duration::from_millis(3) };
+const OK: Outcome = Outcome::Success {
+    duration: Duration::from_millis(3),
+};
 
 fn uncontended(c: &mut Criterion) {
     let now = Instant::now();
@@ -45,7 +47,11 @@ fn per_call(threads: usize, iters: u64, call: Arc<dyn Fn() + Send + Sync>) -> Du
 
 fn contended(c: &mut Criterion) {
     let now = Instant::now();
-    let shared = Arc::new(SharedBreaker::new(Breaker::new(BreakerConfig::default(), now, 1)));
+    let shared = Arc::new(SharedBreaker::new(Breaker::new(
+        BreakerConfig::default(),
+        now,
+        1,
+    )));
     for _ in 0..100 {
         let (p, _) = shared.try_acquire(now);
         shared.record(p.unwrap(), OK, now);

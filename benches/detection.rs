@@ -22,7 +22,11 @@ enum Fault {
 
 fn state(text: &str) -> Option<&'static str> {
     ["closed", "open", "half_open"].into_iter().find(|s| {
-        text.lines().any(|l| l.starts_with("hfbreaker_circuit_state{") && l.contains(&format!("state=\"{s}\"")) && l.ends_with(" 1"))
+        text.lines().any(|l| {
+            l.starts_with("hfbreaker_circuit_state{")
+                && l.contains(&format!("state=\"{s}\""))
+                && l.ends_with(" 1")
+        })
     })
 }
 
@@ -33,7 +37,12 @@ async fn scrape(client: &reqwest::Client, addr: SocketAddr) -> String {
     }
 }
 
-async fn wait_state(client: &reqwest::Client, addr: SocketAddr, want: &str, limit: Duration) -> (Instant, String) {
+async fn wait_state(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    want: &str,
+    limit: Duration,
+) -> (Instant, String) {
     let start = Instant::now();
     loop {
         let text = scrape(client, addr).await;
@@ -48,10 +57,15 @@ async fn wait_state(client: &reqwest::Client, addr: SocketAddr, want: &str, limi
 /// (onset to open, end to closed, the open period in force)
 async fn trial(fault: Fault) -> (f64, f64, f64) {
     let spec = vec![("t".to_string(), VirtualSpec::new(Protocol::Tgi, "m"))];
-    let mut sim = Sim::start("127.0.0.1:0".parse().unwrap(), spec.clone()).await.unwrap();
+    let mut sim = Sim::start("127.0.0.1:0".parse().unwrap(), spec.clone())
+        .await
+        .unwrap();
     let sim_addr = sim.addr();
     let cfg = hfbreaker::config::parse(
-        &format!("endpoints:\n  - {{name: t, kind: tgi, url: {}, probe: generate}}\n", sim.url("t")),
+        &format!(
+            "endpoints:\n  - {{name: t, kind: tgi, url: {}, probe: generate}}\n",
+            sim.url("t")
+        ),
         "bench",
         &std::collections::HashMap::<String, String>::new(),
     )
@@ -60,16 +74,23 @@ async fn trial(fault: Fault) -> (f64, f64, f64) {
     daemon.start();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(hfbreaker::http::serve(listener, daemon.clone(), std::future::pending()));
+    tokio::spawn(hfbreaker::http::serve(
+        listener,
+        daemon.clone(),
+        std::future::pending(),
+    ));
     let client = reqwest::Client::new();
-    tokio::time::sleep(Duration::from_secs(20) + Duration::from_secs_f64(15.0 * fastrand::f64())).await;
+    tokio::time::sleep(Duration::from_secs(20) + Duration::from_secs_f64(15.0 * fastrand::f64()))
+        .await;
 
     let onset = Instant::now();
     match fault {
         Fault::Refused => {
             sim.shutdown().await;
             // keep a placeholder so the type checks; recreated below
-            sim = Sim::start("127.0.0.1:0".parse().unwrap(), vec![]).await.unwrap();
+            sim = Sim::start("127.0.0.1:0".parse().unwrap(), vec![])
+                .await
+                .unwrap();
         }
         Fault::Http5xx => {
             sim.set_mode("t", Mode::Status(500));
@@ -113,7 +134,10 @@ fn main() {
     if !common::guard("detection") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let started = Instant::now();
     let faults = [Fault::Refused, Fault::Http5xx, Fault::Hang];
     let results: Vec<(Fault, Vec<(f64, f64, f64)>)> = rt.block_on(async {
@@ -123,21 +147,34 @@ fn main() {
                 handles.push((f, tokio::spawn(trial(f))));
             }
         }
-        let mut out: Vec<(Fault, Vec<(f64, f64, f64)>)> = faults.iter().map(|f| (*f, Vec::new())).collect();
+        let mut out: Vec<(Fault, Vec<(f64, f64, f64)>)> =
+            faults.iter().map(|f| (*f, Vec::new())).collect();
         for (f, h) in handles {
             let r = h.await.expect("trial ran");
-            out.iter_mut().find(|(x, _)| std::mem::discriminant(x) == std::mem::discriminant(&f)).unwrap().1.push(r);
+            out.iter_mut()
+                .find(|(x, _)| std::mem::discriminant(x) == std::mem::discriminant(&f))
+                .unwrap()
+                .1
+                .push(r);
         }
         out
     });
-    println!("\nDetection and recovery, default config (15 s interval, 10 s timeout, 1 s confirmations, 5 failures), {TRIALS} trials each, random onset");
-    println!("| fault | onset to open: median (min–max) | target | fault end to closed: median (max) | open period + 5 s |");
+    println!(
+        "\nDetection and recovery, default config (15 s interval, 10 s timeout, 1 s confirmations, 5 failures), {TRIALS} trials each, random onset"
+    );
+    println!(
+        "| fault | onset to open: median (min–max) | target | fault end to closed: median (max) | open period + 5 s |"
+    );
     println!("|---|---|---|---|---|");
     for (f, rs) in results {
         let d: Vec<f64> = rs.iter().map(|r| r.0).collect();
         let rec: Vec<f64> = rs.iter().map(|r| r.1).collect();
         let slack: Vec<f64> = rs.iter().map(|r| r.2 + 5.0 - r.1).collect();
-        let target = if matches!(f, Fault::Hang) { "≤ 25 s" } else { "≤ 15 s" };
+        let target = if matches!(f, Fault::Hang) {
+            "≤ 25 s"
+        } else {
+            "≤ 15 s"
+        };
         println!(
             "| {f:?} | {:.1} s ({:.1}–{:.1}) | {target} | {:.1} s ({:.1}) | {} |",
             common::median(d.clone()),
@@ -145,9 +182,15 @@ fn main() {
             d.iter().cloned().fold(0.0, f64::max),
             common::median(rec.clone()),
             rec.iter().cloned().fold(0.0, f64::max),
-            if slack.iter().all(|s| *s >= 0.0) { "met in every trial" } else { "missed" }
+            if slack.iter().all(|s| *s >= 0.0) {
+                "met in every trial"
+            } else {
+                "missed"
+            }
         );
     }
-    println!("blackbox_exporter + Prometheus with `for: 1m` (15 s scrape/evaluation): about 76 s from onset to a firing alert (bench/time-to-page median 86.5 s minus its 10 s group_wait)");
+    println!(
+        "blackbox_exporter + Prometheus with `for: 1m` (15 s scrape/evaluation): about 76 s from onset to a firing alert (bench/time-to-page median 86.5 s minus its 10 s group_wait)"
+    );
     println!("took {:.0} s", started.elapsed().as_secs_f64());
 }

@@ -16,12 +16,18 @@ const MEASURE: Duration = Duration::from_secs(30);
 
 fn probes_total(addr: &str) -> f64 {
     let (text, _) = get(&format!("http://{addr}/metrics"));
-    sum(&text, "hfbreaker_probes_total", &["result=\"success\""]) + sum(&text, "hfbreaker_probes_total", &["result=\"failure\""])
+    sum(&text, "hfbreaker_probes_total", &["result=\"success\""])
+        + sum(&text, "hfbreaker_probes_total", &["result=\"failure\""])
 }
 
 fn hfbreaker_cost(target: &str) -> (f64, f64) {
     // 2,000 endpoints probed once a second: 2,000 probes/s.
-    let d = spawn_daemon(&endpoints_config(RATE as usize, &format!("http://{target}/t/health"), "1s", "  timeout: 5s\n"));
+    let d = spawn_daemon(&endpoints_config(
+        RATE as usize,
+        &format!("http://{target}/t/health"),
+        "1s",
+        "  timeout: 5s\n",
+    ));
     std::thread::sleep(Duration::from_secs(5));
     let (p0, c0) = (probes_total(&d.addr), cpu_seconds(d.pid()));
     std::thread::sleep(MEASURE);
@@ -31,14 +37,34 @@ fn hfbreaker_cost(target: &str) -> (f64, f64) {
 }
 
 fn blackbox_cost(bin: &std::path::Path, target: &str) -> (f64, f64) {
-    let bb = hfbreaker::testkit::start_blackbox(bin, "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n").unwrap();
+    let bb = hfbreaker::testkit::start_blackbox(
+        bin,
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n",
+    )
+    .unwrap();
     let pid = bb_pid(bb.port);
-    let url = format!("http://127.0.0.1:{}/probe?module=http_2xx&target=http://{target}/t/health", bb.port);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/probe?module=http_2xx&target=http://{target}/t/health",
+        bb.port
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let done = Arc::new(AtomicU64::new(0));
     rt.block_on(async {
-        assert!(hfbreaker::testkit::wait_http_ok(&format!("http://127.0.0.1:{}/-/healthy", bb.port), Duration::from_secs(10)).await);
-        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+        assert!(
+            hfbreaker::testkit::wait_http_ok(
+                &format!("http://127.0.0.1:{}/-/healthy", bb.port),
+                Duration::from_secs(10)
+            )
+            .await
+        );
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap();
         let drive = |secs: Duration| {
             let client = client.clone();
             let url = url.clone();
@@ -75,13 +101,18 @@ fn bb_pid(port: u16) -> u32 {
     let start = Instant::now();
     loop {
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
             let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if cmd.contains("blackbox") && cmd.contains(&format!("127.0.0.1:{port}")) {
                 return pid;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "blackbox_exporter not found");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "blackbox_exporter not found"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -89,10 +120,19 @@ fn bb_pid(port: u16) -> u32 {
 fn wrk_floor(target: &str) -> Option<(f64, f64)> {
     let wrk = hfbreaker::testkit::find_tool(&["wrk"])?;
     let before = children_cpu();
-    let out = std::process::Command::new(wrk).args(["-t1", "-c16", "-d10s", &format!("http://{target}/t/health")]).output().ok()?;
+    let out = std::process::Command::new(wrk)
+        .args(["-t1", "-c16", "-d10s", &format!("http://{target}/t/health")])
+        .output()
+        .ok()?;
     let cpu = children_cpu() - before;
     let text = String::from_utf8_lossy(&out.stdout);
-    let requests: f64 = text.lines().find(|l| l.contains("requests in"))?.split_whitespace().next()?.parse().ok()?;
+    let requests: f64 = text
+        .lines()
+        .find(|l| l.contains("requests in"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some((cpu / requests * 1e6, requests / 10.0))
 }
 
@@ -109,9 +149,13 @@ fn main() {
     }
     let target = spawn_target();
     let (hf, hf_rate) = hfbreaker_cost(&target.addr);
-    let bb = hfbreaker::testkit::find_tool(&["prometheus-blackbox-exporter", "blackbox_exporter"]).map(|b| blackbox_cost(&b, &target.addr));
+    let bb = hfbreaker::testkit::find_tool(&["prometheus-blackbox-exporter", "blackbox_exporter"])
+        .map(|b| blackbox_cost(&b, &target.addr));
     let floor = wrk_floor(&target.addr);
-    println!("\nCPU per probe, {RATE} probes/s against a local target (the target's CPU not counted), {} s", MEASURE.as_secs());
+    println!(
+        "\nCPU per probe, {RATE} probes/s against a local target (the target's CPU not counted), {} s",
+        MEASURE.as_secs()
+    );
     println!("| prober | CPU per probe | achieved rate |");
     println!("|---|---|---|");
     println!("| hfbreaker (scheduler, probe, breaker, metrics) | {hf:.1} µs | {hf_rate:.0} /s |");
@@ -124,6 +168,9 @@ fn main() {
         None => println!("| wrk | not installed (bench/run-all installs it) | |"),
     }
     if let Some((c, _)) = bb {
-        println!("hfbreaker uses {:.1}% of blackbox_exporter's CPU per probe (target: ≤ 60 µs)", 100.0 * hf / c);
+        println!(
+            "hfbreaker uses {:.1}% of blackbox_exporter's CPU per probe (target: ≤ 60 µs)",
+            100.0 * hf / c
+        );
     }
 }

@@ -521,7 +521,13 @@ impl SharedBreaker {
         use std::sync::atomic::Ordering::Acquire;
         if self.quiet.load(Acquire) {
             let epoch = self.epoch.load(Acquire);
-            return (Some(Permit { epoch, trial: false }), None);
+            return (
+                Some(Permit {
+                    epoch,
+                    trial: false,
+                }),
+                None,
+            );
         }
         self.with(|b| b.try_acquire(now))
     }

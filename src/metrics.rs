@@ -352,6 +352,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// A per-endpoint gauge family: name, help, and how to read it.
+type Gauge = (&'static str, &'static str, fn(&EndpointSeries) -> f64);
+
 fn render_endpoints(out: &mut String, eps: &[Arc<EndpointSeries>]) {
     let r = Ordering::Relaxed;
     family(
@@ -411,7 +414,7 @@ fn render_endpoints(out: &mut String, eps: &[Arc<EndpointSeries>]) {
             );
         }
     }
-    let gauges: [(&str, &str, fn(&EndpointSeries) -> f64); 10] = [
+    let gauges: [Gauge; 10] = [
         (
             "hfbreaker_circuit_consecutive_failures",
             "Failed probes in a row.",

@@ -251,15 +251,9 @@ pub fn plan(st: &mut EndpointState, now: Instant) -> (Action, Option<Transition>
                 } else {
                     interval
                 };
-            if let Some((_, oldest)) = st.in_flight.first() {
-                next = next.min((*oldest + confirm).max(now));
-            }
+            // A probe still out after `confirm` wakes us itself (see `Scheduler::wake`).
             if action == Action::Nothing && next <= now {
                 next = now + confirm;
-            }
-            if matches!(action, Action::Probe(_)) && st.in_flight.is_empty() {
-                // The probe about to start becomes a suspect after `confirm`.
-                next = next.min(now + confirm);
             }
             (action, t, next)
         }
@@ -384,10 +378,21 @@ impl Scheduler {
                 st.next_id += 1;
                 st.in_flight.push((id, now));
                 let prepared = st.prepared.clone();
+                let confirm = st.cfg.confirm_interval;
                 let ep2 = ep.clone();
                 let host2 = host.clone();
                 tokio::spawn(async move {
-                    let report = prepared.run(host2.client()).await;
+                    let run = prepared.run(host2.client());
+                    tokio::pin!(run);
+                    // Unanswered after `confirm`: a suspect. Wake the scheduler so it
+                    // starts confirming now instead of at the next interval.
+                    let report = tokio::select! {
+                        r = &mut run => r,
+                        _ = tokio::time::sleep(confirm) => {
+                            host2.wake(ep2.slot.load(Ordering::Relaxed));
+                            run.await
+                        }
+                    };
                     finish(&*host2, &ep2, id, permit, report);
                 });
             }
@@ -421,8 +426,9 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
         report.status,
         report.loading_estimate,
     );
-    let changed = {
+    let (changed, wake) = {
         let mut st = ep.lock();
+        let saturated = st.in_flight.len() >= st.cfg.breaker.failure_threshold.max(1) as usize;
         st.in_flight.retain(|(i, _)| *i != id);
         let t = st.breaker.record(permit, outcome(&report), now);
         match result {
@@ -438,7 +444,7 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
             duration: report.duration,
             detail: report.detail,
         });
-        match t {
+        let changed = match t {
             Some(t) => {
                 ep.apply(&mut st, t);
                 true
@@ -447,12 +453,22 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
                 ep.refresh_stats(&st);
                 false
             }
-        }
+        };
+        // A healthy answer in the steady state changes no schedule: the next
+        // wake-up is already in the heap. Anything else may bring it forward.
+        let wake = changed
+            || result == ProbeResult::Failure
+            || permit.is_trial()
+            || saturated
+            || st.breaker.confirming();
+        (changed, wake)
     };
     if changed {
         host.state_changed();
     }
-    host.wake(ep.slot.load(Ordering::Relaxed));
+    if wake {
+        host.wake(ep.slot.load(Ordering::Relaxed));
+    }
 }
 
 fn log_probe(name: &str, r: &Report) {
@@ -546,12 +562,6 @@ mod tests {
         let mut st = ep.lock();
         let t0 = Instant::now();
         let p = probe(&mut st, t0);
-        let (_, _, next) = plan(&mut st, t0);
-        assert_eq!(
-            next,
-            t0 + Duration::from_secs(2),
-            "suspect check after confirm_interval"
-        );
         done(
             &mut st,
             p,

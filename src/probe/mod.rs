@@ -388,7 +388,7 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(5))
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(32)
         .tcp_nodelay(true)
         .build()
         .expect("static client configuration is valid")
