@@ -1,6 +1,6 @@
 //! Detection and recovery with the default config (15 s interval, 10 s
 //! timeout, 1 s confirmations, 5 failures, 60 s open period): fault onset to
-//! `open` on /metrics, and fault end to `closed`, 10 trials per fault kind
+//! `open` on /metrics, and fault end to `closed`, 20 trials per fault kind
 //! with a random onset, all side by side.
 
 mod common;
@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use hfbreaker::daemon::Daemon;
 use hfbreaker::sim::{Mode, Protocol, Sim, VirtualSpec};
 
-const TRIALS: usize = 10;
+const TRIALS: usize = 20;
+
+/// (onset to open, fault end to closed, open period), seconds.
+type Trial = (f64, f64, f64);
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -55,7 +58,7 @@ async fn wait_state(
 }
 
 /// (onset to open, end to closed, the open period in force)
-async fn trial(fault: Fault) -> (f64, f64, f64) {
+async fn trial(fault: Fault) -> Trial {
     let spec = vec![("t".to_string(), VirtualSpec::new(Protocol::Tgi, "m"))];
     let mut sim = Sim::start("127.0.0.1:0".parse().unwrap(), spec.clone())
         .await
@@ -140,15 +143,14 @@ fn main() {
         .unwrap();
     let started = Instant::now();
     let faults = [Fault::Refused, Fault::Http5xx, Fault::Hang];
-    let results: Vec<(Fault, Vec<(f64, f64, f64)>)> = rt.block_on(async {
+    let results: Vec<(Fault, Vec<Trial>)> = rt.block_on(async {
         let mut handles = Vec::new();
         for f in faults {
             for _ in 0..TRIALS {
                 handles.push((f, tokio::spawn(trial(f))));
             }
         }
-        let mut out: Vec<(Fault, Vec<(f64, f64, f64)>)> =
-            faults.iter().map(|f| (*f, Vec::new())).collect();
+        let mut out: Vec<(Fault, Vec<Trial>)> = faults.iter().map(|f| (*f, Vec::new())).collect();
         for (f, h) in handles {
             let r = h.await.expect("trial ran");
             out.iter_mut()

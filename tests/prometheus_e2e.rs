@@ -397,3 +397,98 @@ scrape_configs:
     d.shutdown().await;
     sim.shutdown().await;
 }
+
+/// The demo's scripted incident, watched by Prometheus with the shipped rules
+/// and routed by the shipped Alertmanager example: one page and one
+/// resolution per cycle, and nothing else pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_incident_pages_once_and_resolves_once() {
+    let Some(prom_bin) = require_tool("prometheus", &["prometheus"]) else {
+        return;
+    };
+    let Some(am_bin) = require_tool("alertmanager", &["prometheus-alertmanager", "alertmanager"])
+    else {
+        return;
+    };
+    let hook = Webhook::start().await.unwrap();
+    let am_cfg = std::fs::read_to_string(repo("alerts/alertmanager.example.yml"))
+        .unwrap()
+        .replace("http://127.0.0.1:9095/", &hook.url("/"))
+        .replace("group_wait: 10s", "group_wait: 1s")
+        .replace("group_interval: 1m", "group_interval: 1s");
+    let am = start_alertmanager(&am_bin, &am_cfg).expect("alertmanager starts");
+    assert!(wait_http_ok(&format!("{}/-/ready", am.base()), Duration::from_secs(30)).await);
+
+    let port = hfbreaker::testkit::free_port();
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_hfbreaker"))
+        .args(["demo", &format!("--web.listen-address=127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let prom_cfg = format!(
+        "global:
+  scrape_interval: 2s
+  evaluation_interval: 2s
+rule_files: [hfbreaker.rules.yml]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ['127.0.0.1:{}']
+scrape_configs:
+  - job_name: hfbreaker
+    static_configs:
+      - targets: ['127.0.0.1:{port}']
+",
+        am.port
+    );
+    let prom = start_prometheus(&prom_bin, &prom_cfg, &[&repo("alerts/hfbreaker.rules.yml")])
+        .expect("prometheus starts");
+    assert!(wait_http_ok(&format!("{}/-/ready", prom.base()), Duration::from_secs(30)).await);
+
+    // One 60 s cycle, and the 30 s keep_firing_for after the incident.
+    let resolved = hook
+        .wait_for(
+            "HfBreakerRouteExhausted",
+            "resolved",
+            started,
+            Duration::from_secs(75),
+        )
+        .await
+        .expect("the demo's exhausted route resolves within its cycle");
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let notes = hook.received.lock().unwrap().clone();
+    let critical_firing: Vec<(String, String)> = notes
+        .iter()
+        .filter(|n| n.body["receiver"] == "pager")
+        .flat_map(|n| n.alerts())
+        .filter(|(_, s)| s == "firing")
+        .collect();
+    let pages = notes
+        .iter()
+        .filter(|n| {
+            n.at <= resolved.at
+                && n.alerts()
+                    .iter()
+                    .any(|(a, s)| a == "HfBreakerRouteExhausted" && s == "firing")
+        })
+        .count();
+    println!(
+        "demo cycle: {pages} page(s), resolved {:.1}s after the demo started; critical notifications: {critical_firing:?}",
+        (resolved.at - started).as_secs_f64()
+    );
+    assert_eq!(pages, 1, "one page for the incident");
+    assert!(
+        critical_firing
+            .iter()
+            .all(|(a, _)| a == "HfBreakerRouteExhausted"),
+        "nothing else pages: {critical_firing:?}"
+    );
+    assert!(
+        (resolved.at - started) < Duration::from_secs(72),
+        "resolved before the next cycle's incident"
+    );
+    drop(prom);
+}
