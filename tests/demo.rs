@@ -171,3 +171,45 @@ fn demo_shows_every_state_and_tier_within_a_minute() {
     );
     assert!(o.contains("hfbreaker demo: stopped"));
 }
+
+/// On a terminal the demo redraws a table in place (run under `script`, which gives it a pty).
+#[test]
+fn demo_draws_a_live_table_on_a_terminal() {
+    let Some(script) = hfbreaker::testkit::require_tool("script (util-linux)", &["script"]) else {
+        return;
+    };
+    let cmd = format!(
+        "timeout -s INT 4 {} demo --web.listen-address=127.0.0.1:0",
+        env!("CARGO_BIN_EXE_hfbreaker")
+    );
+    let out = Command::new(script)
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.matches("\x1b[H\x1b[2J").count() >= 3,
+        "redrawn in place several times:\n{text}"
+    );
+    for needle in [
+        "ENDPOINT",
+        "KIND/PROBE",
+        "STATE",
+        "LATENCY",
+        "zephyr-dedicated",
+        "tgi/generate",
+        "ROUTE",
+        "assistant",
+        "Recent events:",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from the live view:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("hfbreaker demo: stopped"),
+        "Ctrl-C stops it cleanly:\n{text}"
+    );
+}
