@@ -8,7 +8,6 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hfbreaker::daemon::Daemon;
 use hfbreaker::sim::{Mode, Protocol, Sim, VirtualSpec};
 
 const TRIALS: usize = 20;
@@ -64,24 +63,11 @@ async fn trial(fault: Fault) -> Trial {
         .await
         .unwrap();
     let sim_addr = sim.addr();
-    let cfg = hfbreaker::config::parse(
-        &format!(
-            "endpoints:\n  - {{name: t, kind: tgi, url: {}, probe: generate}}\n",
-            sim.url("t")
-        ),
-        "bench",
-        &std::collections::HashMap::<String, String>::new(),
-    )
-    .unwrap();
-    let daemon = Daemon::new(cfg, None, None);
-    daemon.start();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(hfbreaker::http::serve(
-        listener,
-        daemon.clone(),
-        std::future::pending(),
-    ));
+    let (daemon, addr) = hfbreaker::testkit::serve_daemon(&format!(
+        "endpoints:\n  - {{name: t, kind: tgi, url: {}, probe: generate}}\n",
+        sim.url("t")
+    ))
+    .await;
     let client = reqwest::Client::new();
     tokio::time::sleep(Duration::from_secs(20) + Duration::from_secs_f64(15.0 * fastrand::f64()))
         .await;

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use hfbreaker::daemon::Daemon;
 use hfbreaker::sim::{Mode, Protocol, Sim, VirtualSpec};
 use hfbreaker::testkit::{
     Webhook, find_tool, query, start_alertmanager, start_blackbox, start_prometheus, wait_http_ok,
@@ -80,25 +79,11 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
     .await
     .unwrap();
     // hfbreaker with its default timings (15 s interval, 1 s confirmations, 5 failures).
-    let cfg = hfbreaker::config::parse(
-        &format!(
-            "endpoints:\n  - {{name: primary, kind: tgi, url: {}, probe: generate}}\nroutes:\n  - {{name: assistant, endpoints: [primary]}}\n",
-            sim.url("primary")
-        ),
-        "bench",
-        &std::collections::HashMap::<String, String>::new(),
-    )
-    .unwrap();
-    let daemon = Daemon::new(cfg, None, None);
-    daemon.start();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let daemon_addr = listener.local_addr().unwrap();
-    tokio::spawn(hfbreaker::http::serve(
-        listener,
-        daemon.clone(),
-        std::future::pending(),
-    ));
-
+    let (daemon, daemon_addr) = hfbreaker::testkit::serve_daemon(&format!(
+        "endpoints:\n  - {{name: primary, kind: tgi, url: {}, probe: generate}}\nroutes:\n  - {{name: assistant, endpoints: [primary]}}\n",
+        sim.url("primary")
+    ))
+    .await;
     let hf_hook = Webhook::start().await.unwrap();
     let bb_hook = Webhook::start().await.unwrap();
     let hf_am = start_alertmanager(&t.alertmanager, &am_config(&hf_hook)).unwrap();

@@ -43,6 +43,29 @@ pub fn free_port() -> u16 {
         .expect("loopback has free ports")
 }
 
+/// The daemon in this process on a YAML config (no tokens), serving its
+/// HTTP surface on an ephemeral loopback port until the runtime ends.
+pub async fn serve_daemon(yaml: &str) -> (Arc<crate::daemon::Daemon>, SocketAddr) {
+    let cfg = crate::config::parse(
+        yaml,
+        "testkit",
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .unwrap_or_else(|e| panic!("config:\n{e}"));
+    let daemon = crate::daemon::Daemon::new(cfg, None, None);
+    daemon.start();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("loopback binds");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(crate::http::serve(
+        listener,
+        daemon.clone(),
+        std::future::pending(),
+    ));
+    (daemon, addr)
+}
+
 /// A child process killed on drop.
 pub struct Proc {
     child: Child,

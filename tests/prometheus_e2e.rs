@@ -53,6 +53,21 @@ fn selectors(expr: &str) -> Vec<String> {
     out
 }
 
+/// The shipped Alertmanager example, pointed at `hook`, with test-speed grouping.
+async fn example_alertmanager(bin: &std::path::Path, hook: &Webhook) -> hfbreaker::testkit::Proc {
+    let cfg = std::fs::read_to_string(repo("alerts/alertmanager.example.yml"))
+        .unwrap()
+        .replace("http://127.0.0.1:9095/", &hook.url("/"))
+        .replace("group_wait: 10s", "group_wait: 1s")
+        .replace("group_interval: 1m", "group_interval: 1s");
+    let am = start_alertmanager(bin, &cfg).expect("alertmanager starts");
+    assert!(
+        wait_http_ok(&format!("{}/-/ready", am.base()), Duration::from_secs(30)).await,
+        "alertmanager ready"
+    );
+    am
+}
+
 /// Grafana's variables, as a user with everything selected would have them.
 fn substitute(expr: &str) -> String {
     expr.replace("$job", ".+")
@@ -126,17 +141,7 @@ routes:
     let d = TestDaemon::start(&yaml).await;
     let hook = Webhook::start().await.unwrap();
 
-    // The shipped Alertmanager example, pointed at our webhook with test-speed grouping.
-    let am_cfg = std::fs::read_to_string(repo("alerts/alertmanager.example.yml"))
-        .unwrap()
-        .replace("http://127.0.0.1:9095/", &hook.url("/"))
-        .replace("group_wait: 10s", "group_wait: 1s")
-        .replace("group_interval: 1m", "group_interval: 1s");
-    let am = start_alertmanager(&am_bin, &am_cfg).expect("alertmanager starts");
-    assert!(
-        wait_http_ok(&format!("{}/-/ready", am.base()), Duration::from_secs(30)).await,
-        "alertmanager ready"
-    );
+    let am = example_alertmanager(&am_bin, &hook).await;
 
     let prom_cfg = format!(
         "global:
@@ -411,13 +416,7 @@ async fn demo_incident_pages_once_and_resolves_once() {
         return;
     };
     let hook = Webhook::start().await.unwrap();
-    let am_cfg = std::fs::read_to_string(repo("alerts/alertmanager.example.yml"))
-        .unwrap()
-        .replace("http://127.0.0.1:9095/", &hook.url("/"))
-        .replace("group_wait: 10s", "group_wait: 1s")
-        .replace("group_interval: 1m", "group_interval: 1s");
-    let am = start_alertmanager(&am_bin, &am_cfg).expect("alertmanager starts");
-    assert!(wait_http_ok(&format!("{}/-/ready", am.base()), Duration::from_secs(30)).await);
+    let am = example_alertmanager(&am_bin, &hook).await;
 
     let port = hfbreaker::testkit::free_port();
     let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_hfbreaker"))
