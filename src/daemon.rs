@@ -207,11 +207,10 @@ impl Daemon {
             .unwrap_or_else(|p| p.into_inner())
             .configs()
         {
-            match cfg.routes.iter().find(|n| n.name == r.name) {
-                None => self.metrics.remove_route(&r.name, &r.endpoints),
-                Some(n) => self
-                    .metrics
-                    .remove_route_chain(&r.name, &r.endpoints, &n.endpoints),
+            // A route that stays is re-exported with its new chain by the new
+            // tracker, its counters kept; one that goes loses its series.
+            if !cfg.routes.iter().any(|n| n.name == r.name) {
+                self.metrics.remove_route(&r.name);
             }
         }
         let new = build_topology(cfg, Some(&old), &self.metrics);

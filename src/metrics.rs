@@ -294,15 +294,12 @@ impl Metrics {
         }
     }
 
-    pub fn remove_route(&self, route: &str, _chain: &[String]) {
+    pub fn remove_route(&self, route: &str) {
         self.routes
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(route);
     }
-
-    /// A route's chain changes on reload: `route_init` re-exports it.
-    pub fn remove_route_chain(&self, _route: &str, _old: &[String], _keep: &[String]) {}
 
     pub fn scheduler_lateness(&self, seconds: f64) {
         self.lateness.observe(seconds);
