@@ -349,29 +349,46 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// A family with one series per endpoint and value of `label`; `get` reads
+/// the value at the label's index.
+fn per_label<const N: usize>(
+    out: &mut String,
+    eps: &[Arc<EndpointSeries>],
+    (name, kind, help): (&str, &str, &str),
+    label: &str,
+    values: [&str; N],
+    get: impl Fn(&EndpointSeries, usize) -> u64,
+) {
+    family(out, name, kind, help);
+    for e in eps {
+        for (i, v) in values.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}{{endpoint=\"{}\",{label}=\"{v}\"}} {}",
+                e.name,
+                get(e, i)
+            );
+        }
+    }
+}
+
 /// A per-endpoint gauge family: name, help, and how to read it.
 type Gauge = (&'static str, &'static str, fn(&EndpointSeries) -> f64);
 
 fn render_endpoints(out: &mut String, eps: &[Arc<EndpointSeries>]) {
     let r = Ordering::Relaxed;
-    family(
+    per_label(
         out,
-        "hfbreaker_circuit_state",
-        "gauge",
-        "Breaker state, one-hot over the state label.",
+        eps,
+        (
+            "hfbreaker_circuit_state",
+            "gauge",
+            "Breaker state, one-hot over the state label.",
+        ),
+        "state",
+        State::ALL.map(State::as_str),
+        |e, i| u64::from(e.state.load(Ordering::Relaxed) as usize == i),
     );
-    for e in eps {
-        let cur = e.state.load(r) as usize;
-        for s in State::ALL {
-            let _ = writeln!(
-                out,
-                "hfbreaker_circuit_state{{endpoint=\"{}\",state=\"{}\"}} {}",
-                e.name,
-                s.as_str(),
-                u8::from(s.index() == cur)
-            );
-        }
-    }
     family(
         out,
         "hfbreaker_circuit_transitions_total",
@@ -394,23 +411,18 @@ fn render_endpoints(out: &mut String, eps: &[Arc<EndpointSeries>]) {
             }
         }
     }
-    family(
+    per_label(
         out,
-        "hfbreaker_circuit_trips_total",
-        "counter",
-        "Entries into open or forced_open, by reason.",
+        eps,
+        (
+            "hfbreaker_circuit_trips_total",
+            "counter",
+            "Entries into open or forced_open, by reason.",
+        ),
+        "reason",
+        TripReason::ALL.map(TripReason::as_str),
+        |e, i| e.trips[i].load(Ordering::Relaxed),
     );
-    for e in eps {
-        for t in TripReason::ALL {
-            let _ = writeln!(
-                out,
-                "hfbreaker_circuit_trips_total{{endpoint=\"{}\",reason=\"{}\"}} {}",
-                e.name,
-                t.as_str(),
-                e.trips[t as usize].load(r)
-            );
-        }
-    }
     let gauges: [Gauge; 10] = [
         (
             "hfbreaker_circuit_consecutive_failures",
@@ -496,40 +508,30 @@ fn render_endpoints(out: &mut String, eps: &[Arc<EndpointSeries>]) {
             e.name, e.info
         );
     }
-    family(
+    per_label(
         out,
-        "hfbreaker_probes_total",
-        "counter",
-        "Scheduled probes by result; rejected = not sent because the circuit was open.",
+        eps,
+        (
+            "hfbreaker_probes_total",
+            "counter",
+            "Scheduled probes by result; rejected = not sent because the circuit was open.",
+        ),
+        "result",
+        ProbeResult::ALL.map(ProbeResult::as_str),
+        |e, i| e.probes[i].load(Ordering::Relaxed),
     );
-    for e in eps {
-        for p in ProbeResult::ALL {
-            let _ = writeln!(
-                out,
-                "hfbreaker_probes_total{{endpoint=\"{}\",result=\"{}\"}} {}",
-                e.name,
-                p.as_str(),
-                e.probes[p as usize].load(r)
-            );
-        }
-    }
-    family(
+    per_label(
         out,
-        "hfbreaker_probe_failures_total",
-        "counter",
-        "Unsuccessful probes by reason, ignored reasons included.",
+        eps,
+        (
+            "hfbreaker_probe_failures_total",
+            "counter",
+            "Unsuccessful probes by reason, ignored reasons included.",
+        ),
+        "reason",
+        Reason::ALL.map(Reason::as_str),
+        |e, i| e.failures[i].load(Ordering::Relaxed),
     );
-    for e in eps {
-        for reason in Reason::ALL {
-            let _ = writeln!(
-                out,
-                "hfbreaker_probe_failures_total{{endpoint=\"{}\",reason=\"{}\"}} {}",
-                e.name,
-                reason.as_str(),
-                e.failures[reason.index()].load(r)
-            );
-        }
-    }
     family(
         out,
         "hfbreaker_probe_duration_seconds",

@@ -48,6 +48,14 @@ async fn list(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
     Json(json!({ "endpoints": list }))
 }
 
+fn find(st: &SimState, name: &str) -> Option<Arc<super::Virtual>> {
+    st.endpoints
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(name)
+        .cloned()
+}
+
 fn unknown(name: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -71,13 +79,7 @@ async fn set(
                 .into_response();
         }
     };
-    let Some(v) = st
-        .endpoints
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&name)
-        .cloned()
-    else {
+    let Some(v) = find(&st, &name) else {
         return unknown(&name);
     };
     *v.override_mode.write().unwrap_or_else(|p| p.into_inner()) = Some(mode.clone());
@@ -85,13 +87,7 @@ async fn set(
 }
 
 async fn clear(State(st): State<Arc<SimState>>, Path(name): Path<String>) -> Response {
-    let Some(v) = st
-        .endpoints
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&name)
-        .cloned()
-    else {
+    let Some(v) = find(&st, &name) else {
         return unknown(&name);
     };
     *v.override_mode.write().unwrap_or_else(|p| p.into_inner()) = None;
