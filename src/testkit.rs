@@ -100,50 +100,53 @@ fn spawn(bin: &Path, args: &[String], dir: tempfile::TempDir, port: u16) -> std:
     })
 }
 
-/// Start Prometheus with `config` (YAML); `rules` are copied beside it.
-pub fn start_prometheus(bin: &Path, config: &str, rules: &[&Path]) -> std::io::Result<Proc> {
+/// Write `config` as `file` in a fresh folder, pick a port, and start `bin`
+/// with `--config.file`, `--web.listen-address` and the `extra` flags
+/// (given the folder, for storage paths).
+fn start_configured(
+    bin: &Path,
+    file: &str,
+    config: &str,
+    extra: impl FnOnce(&Path) -> std::io::Result<Vec<String>>,
+) -> std::io::Result<Proc> {
     let dir = tempfile::tempdir()?;
-    for r in rules {
-        std::fs::copy(r, dir.path().join(r.file_name().unwrap_or_default()))?;
-    }
-    let cfg = dir.path().join("prometheus.yml");
+    let cfg = dir.path().join(file);
     std::fs::write(&cfg, config)?;
     let port = free_port();
-    let args = vec![
+    let mut args = vec![
         format!("--config.file={}", cfg.display()),
-        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
         format!("--web.listen-address=127.0.0.1:{port}"),
-        "--web.enable-lifecycle".to_string(),
     ];
+    args.extend(extra(dir.path())?);
     spawn(bin, &args, dir, port)
+}
+
+/// Start Prometheus with `config` (YAML); `rules` are copied beside it.
+pub fn start_prometheus(bin: &Path, config: &str, rules: &[&Path]) -> std::io::Result<Proc> {
+    start_configured(bin, "prometheus.yml", config, |dir| {
+        for r in rules {
+            std::fs::copy(r, dir.join(r.file_name().unwrap_or_default()))?;
+        }
+        Ok(vec![
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            "--web.enable-lifecycle".to_string(),
+        ])
+    })
 }
 
 /// Start Alertmanager with `config` (YAML), clustering off.
 pub fn start_alertmanager(bin: &Path, config: &str) -> std::io::Result<Proc> {
-    let dir = tempfile::tempdir()?;
-    let cfg = dir.path().join("alertmanager.yml");
-    std::fs::write(&cfg, config)?;
-    let port = free_port();
-    let args = vec![
-        format!("--config.file={}", cfg.display()),
-        format!("--storage.path={}", dir.path().join("data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-        "--cluster.listen-address=".to_string(),
-    ];
-    spawn(bin, &args, dir, port)
+    start_configured(bin, "alertmanager.yml", config, |dir| {
+        Ok(vec![
+            format!("--storage.path={}", dir.join("data").display()),
+            "--cluster.listen-address=".to_string(),
+        ])
+    })
 }
 
 /// Start prometheus-blackbox-exporter with `config` (YAML).
 pub fn start_blackbox(bin: &Path, config: &str) -> std::io::Result<Proc> {
-    let dir = tempfile::tempdir()?;
-    let cfg = dir.path().join("blackbox.yml");
-    std::fs::write(&cfg, config)?;
-    let port = free_port();
-    let args = vec![
-        format!("--config.file={}", cfg.display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-    ];
-    spawn(bin, &args, dir, port)
+    start_configured(bin, "blackbox.yml", config, |_| Ok(Vec::new()))
 }
 
 /// GET until 200 or the deadline.
