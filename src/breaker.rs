@@ -7,76 +7,34 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use crate::label::label_enum;
 
-/// Breaker states, exported as the one-hot `state` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Closed,
-    Open,
-    HalfOpen,
-    ForcedOpen,
-    ForcedClosed,
+label_enum! {
+    /// Breaker states, exported as the one-hot `state` label.
+    pub enum State {
+        Closed = "closed",
+        Open = "open",
+        HalfOpen = "half_open",
+        ForcedOpen = "forced_open",
+        ForcedClosed = "forced_closed",
+    }
 }
 
 impl State {
-    pub const ALL: [State; 5] = [
-        State::Closed,
-        State::Open,
-        State::HalfOpen,
-        State::ForcedOpen,
-        State::ForcedClosed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half_open",
-            State::ForcedOpen => "forced_open",
-            State::ForcedClosed => "forced_closed",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
     /// Whether an enforcing breaker in this state lets traffic through.
     pub fn admits_traffic(self) -> bool {
         matches!(self, State::Closed | State::HalfOpen | State::ForcedClosed)
     }
 }
 
-/// Why a breaker entered `open` (or `forced_open`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TripReason {
-    ConsecutiveFailures,
-    FailureRate,
-    SlowCalls,
-    HalfOpenFailure,
-    Manual,
-}
-
-impl TripReason {
-    pub const ALL: [TripReason; 5] = [
-        TripReason::ConsecutiveFailures,
-        TripReason::FailureRate,
-        TripReason::SlowCalls,
-        TripReason::HalfOpenFailure,
-        TripReason::Manual,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TripReason::ConsecutiveFailures => "consecutive_failures",
-            TripReason::FailureRate => "failure_rate",
-            TripReason::SlowCalls => "slow_calls",
-            TripReason::HalfOpenFailure => "half_open_failure",
-            TripReason::Manual => "manual",
-        }
+label_enum! {
+    /// Why a breaker entered `open` (or `forced_open`).
+    pub enum TripReason {
+        ConsecutiveFailures = "consecutive_failures",
+        FailureRate = "failure_rate",
+        SlowCalls = "slow_calls",
+        HalfOpenFailure = "half_open_failure",
+        Manual = "manual",
     }
 }
 
@@ -466,82 +424,6 @@ impl Breaker {
         self.consecutive_failures = 0;
         self.window.clear();
         (self.state != State::Closed).then(|| self.enter(State::Closed, now, None))
-    }
-}
-
-impl Breaker {
-    /// Healthy and saturated: closed, no failure in a row, and a full window
-    /// of fast successes. One more fast success changes nothing.
-    fn is_quiet(&self) -> bool {
-        self.state == State::Closed
-            && self.consecutive_failures == 0
-            && self.window.len as usize == self.window.slots.len()
-            && self.window.failures == 0
-            && self.window.slow == 0
-    }
-}
-
-/// A breaker shared between threads.
-///
-/// In the steady state (closed, its window full of fast successes) admitting
-/// and recording a fast success only read two atomics, so threads sharing one
-/// breaker do not serialize on a lock or bounce its cache line; anything else
-/// takes the lock. Equivalent to [`Breaker`] call for call (a property test
-/// checks it).
-pub struct SharedBreaker {
-    quiet: std::sync::atomic::AtomicBool,
-    epoch: std::sync::atomic::AtomicU64,
-    slow_call_duration: Duration,
-    inner: std::sync::Mutex<Breaker>,
-}
-
-impl SharedBreaker {
-    pub fn new(b: Breaker) -> Self {
-        let s = SharedBreaker {
-            quiet: std::sync::atomic::AtomicBool::new(false),
-            epoch: std::sync::atomic::AtomicU64::new(0),
-            slow_call_duration: b.cfg.slow_call_duration,
-            inner: std::sync::Mutex::new(b),
-        };
-        s.with(|_| ());
-        s
-    }
-
-    /// Run `f` on the breaker under its lock (admin actions, reads).
-    pub fn with<R>(&self, f: impl FnOnce(&mut Breaker) -> R) -> R {
-        use std::sync::atomic::Ordering::Release;
-        let mut b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let r = f(&mut b);
-        self.epoch.store(b.epoch, Release);
-        self.quiet.store(b.is_quiet(), Release);
-        r
-    }
-
-    pub fn try_acquire(&self, now: Instant) -> (Option<Permit>, Option<Transition>) {
-        use std::sync::atomic::Ordering::Acquire;
-        if self.quiet.load(Acquire) {
-            let epoch = self.epoch.load(Acquire);
-            return (
-                Some(Permit {
-                    epoch,
-                    trial: false,
-                }),
-                None,
-            );
-        }
-        self.with(|b| b.try_acquire(now))
-    }
-
-    pub fn record(&self, permit: Permit, outcome: Outcome, now: Instant) -> Option<Transition> {
-        use std::sync::atomic::Ordering::Acquire;
-        if let Outcome::Success { duration } = outcome
-            && duration <= self.slow_call_duration
-            && self.quiet.load(Acquire)
-            && permit.epoch == self.epoch.load(Acquire)
-        {
-            return None;
-        }
-        self.with(|b| b.record(permit, outcome, now))
     }
 }
 
@@ -998,34 +880,6 @@ mod props {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
-
-        #[test]
-        fn shared_breaker_behaves_like_the_plain_one(cfg in config(), ops in proptest::collection::vec(op(), 1..300), seed in any::<u64>()) {
-            let t0 = Instant::now();
-            let mut now = t0;
-            let mut plain = Breaker::new(cfg.clone(), t0, seed);
-            let shared = SharedBreaker::new(Breaker::new(cfg, t0, seed));
-            for op in ops {
-                match op {
-                    Op::Advance(ms) => now += Duration::from_millis(ms),
-                    Op::Probe(o) | Op::Overlap(o) => {
-                        let (p1, t1) = plain.try_acquire(now);
-                        let (p2, t2) = shared.try_acquire(now);
-                        prop_assert_eq!(p1, p2);
-                        prop_assert_eq!(t1, t2);
-                        if let (Some(p1), Some(p2)) = (p1, p2) {
-                            prop_assert_eq!(plain.record(p1, o, now), shared.record(p2, o, now));
-                        }
-                    }
-                    Op::ForceOpen => prop_assert_eq!(plain.force_open(now), shared.with(|b| b.force_open(now))),
-                    Op::ForceClosed => prop_assert_eq!(plain.force_closed(now), shared.with(|b| b.force_closed(now))),
-                    Op::Reset => prop_assert_eq!(plain.reset(now), shared.with(|b| b.reset(now))),
-                }
-                prop_assert_eq!(plain.state(), shared.with(|b| b.state()));
-                prop_assert_eq!(plain.consecutive_failures(), shared.with(|b| b.consecutive_failures()));
-                prop_assert_eq!(plain.failure_ratio(), shared.with(|b| b.failure_ratio()));
-            }
-        }
 
         #[test]
         fn invariants_hold(cfg in config(), ops in proptest::collection::vec(op(), 1..200), seed in any::<u64>()) {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
 use crate::breaker::BreakerConfig;
-use crate::probe::Reason;
+use crate::classify::Reason;
+use crate::label::label_enum;
 use crate::secret::Secret;
 
 /// A duration written as a human string: "15s", "2m", "500ms".
@@ -36,36 +37,25 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// What an endpoint speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// text-generation-inference server or a dedicated endpoint running it.
-    Tgi,
-    /// text-embeddings-inference server.
-    Tei,
-    /// OpenAI-compatible API, e.g. the serverless router `https://router.huggingface.co/v1`.
-    Openai,
-    /// The hf-inference provider: `{url}/models/{model}` task payloads.
-    HfInference,
-    /// The Inference Endpoints management API; reads state, never wakes the endpoint.
-    EndpointStatus,
-    /// Any HTTP URL: a 2xx answer is a success.
-    Http,
+label_enum! {
+    /// What an endpoint speaks.
+    pub enum Kind {
+        /// text-generation-inference server or a dedicated endpoint running it.
+        Tgi = "tgi",
+        /// text-embeddings-inference server.
+        Tei = "tei",
+        /// OpenAI-compatible API, e.g. the serverless router `https://router.huggingface.co/v1`.
+        Openai = "openai",
+        /// The hf-inference provider: `{url}/models/{model}` task payloads.
+        HfInference = "hf-inference",
+        /// The Inference Endpoints management API; reads state, never wakes the endpoint.
+        EndpointStatus = "endpoint-status",
+        /// Any HTTP URL: a 2xx answer is a success.
+        Http = "http",
+    }
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Tgi => "tgi",
-            Kind::Tei => "tei",
-            Kind::Openai => "openai",
-            Kind::HfInference => "hf-inference",
-            Kind::EndpointStatus => "endpoint-status",
-            Kind::Http => "http",
-        }
-    }
-
     /// The probes this kind supports; the first is the default.
     pub fn probes(self) -> &'static [ProbeKind] {
         use ProbeKind::*;
@@ -80,40 +70,25 @@ impl Kind {
     }
 }
 
-/// The request a probe sends; always the cheapest real request of its kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProbeKind {
-    /// `GET /health` (TGI: 200 with an empty body; TEI: 200).
-    Health,
-    /// One new token from a one-word prompt.
-    Generate,
-    /// A one-word chat completion with `max_tokens: 1`.
-    Chat,
-    /// The same, streamed: checks the SSE stream ends with `data: [DONE]` and carries no error event.
-    ChatStream,
-    /// Embeds one word.
-    Embed,
-    /// `GET {url}/models`, and the configured model is listed.
-    Models,
-    /// Endpoint state from the management API.
-    Status,
-    /// Plain `GET` of the URL.
-    Get,
-}
-
-impl ProbeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProbeKind::Health => "health",
-            ProbeKind::Generate => "generate",
-            ProbeKind::Chat => "chat",
-            ProbeKind::ChatStream => "chat_stream",
-            ProbeKind::Embed => "embed",
-            ProbeKind::Models => "models",
-            ProbeKind::Status => "status",
-            ProbeKind::Get => "get",
-        }
+label_enum! {
+    /// The request a probe sends; always the cheapest real request of its kind.
+    pub enum ProbeKind {
+        /// `GET /health` (TGI: 200 with an empty body; TEI: 200).
+        Health = "health",
+        /// One new token from a one-word prompt.
+        Generate = "generate",
+        /// A one-word chat completion with `max_tokens: 1`.
+        Chat = "chat",
+        /// The same, streamed: checks the SSE stream ends with `data: [DONE]` and carries no error event.
+        ChatStream = "chat_stream",
+        /// Embeds one word.
+        Embed = "embed",
+        /// `GET {url}/models`, and the configured model is listed.
+        Models = "models",
+        /// Endpoint state from the management API.
+        Status = "status",
+        /// Plain `GET` of the URL.
+        Get = "get",
     }
 }
 

@@ -2,11 +2,13 @@
 //! circuit breakers, with fallback routes and Prometheus metrics.
 
 pub mod breaker;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod http;
+mod label;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
@@ -16,3 +18,4 @@ pub mod secret;
 pub mod sim;
 #[doc(hidden)]
 pub mod testkit;
+pub mod tier;

@@ -7,34 +7,7 @@ use serde::Serialize;
 
 use crate::config::RouteConfig;
 use crate::metrics::Metrics;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tier {
-    Primary,
-    Fallback,
-    Exhausted,
-}
-
-impl Tier {
-    pub const ALL: [Tier; 3] = [Tier::Primary, Tier::Fallback, Tier::Exhausted];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Primary => "primary",
-            Tier::Fallback => "fallback",
-            Tier::Exhausted => "exhausted",
-        }
-    }
-
-    pub fn of_level(level: Option<usize>) -> Tier {
-        match level {
-            Some(0) => Tier::Primary,
-            Some(_) => Tier::Fallback,
-            None => Tier::Exhausted,
-        }
-    }
-}
+use crate::tier::Tier;
 
 /// Index of the first endpoint of the chain that admits traffic.
 pub fn select(chain: &[String], admits: impl Fn(&str) -> bool) -> Option<usize> {
@@ -81,12 +54,7 @@ impl RouteTracker {
                 .map(|cfg| {
                     let level = select(&cfg.endpoints, &admits);
                     metrics.route_init(&cfg.name, &cfg.endpoints);
-                    metrics.route_level(&cfg.name, level.map_or(-1, |l| l as i64));
-                    metrics.route_serving(
-                        &cfg.name,
-                        &cfg.endpoints,
-                        level.map(|l| cfg.endpoints[l].as_str()),
-                    );
+                    metrics.route_level(&cfg.name, level);
                     Tracked {
                         cfg: cfg.clone(),
                         level,
@@ -115,12 +83,7 @@ impl RouteTracker {
             account(r, now, metrics);
             let name_at = |l: Option<usize>| l.map_or("none", |i| r.cfg.endpoints[i].as_str());
             metrics.route_switch(&r.cfg.name, name_at(r.level), name_at(level));
-            metrics.route_level(&r.cfg.name, level.map_or(-1, |l| l as i64));
-            metrics.route_serving(
-                &r.cfg.name,
-                &r.cfg.endpoints,
-                level.map(|l| r.cfg.endpoints[l].as_str()),
-            );
+            metrics.route_level(&r.cfg.name, level);
             tracing::info!(route = %r.cfg.name, from = name_at(r.level), to = name_at(level), tier = Tier::of_level(level).as_str(), "route switched");
             r.level = level;
             r.since = now;

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 use crate::breaker::{Breaker, Outcome, Permit, State, Transition};
+use crate::classify::{Reason, Verdict};
 use crate::config::EndpointConfig;
 use crate::metrics::{EndpointMetrics, ProbeResult};
-use crate::probe::{Prepared, Reason, Report, Verdict};
+use crate::probe::{Prepared, Report};
 
 /// What the last sent probe found, for the API and landing page.
 #[derive(Clone, Debug)]

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::{rfc3339, wall};
 use crate::breaker::State;
+use crate::classify::Verdict;
 use crate::daemon::{AdminAction, Daemon};
-use crate::probe::Verdict;
 
 #[derive(Serialize)]
 pub struct BreakerView {

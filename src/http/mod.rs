@@ -47,7 +47,11 @@ async fn metrics(AxState(d): AxState<Arc<Daemon>>) -> Response {
     let body = tokio::task::spawn_blocking(move || d.render_metrics())
         .await
         .unwrap_or_default();
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
+    (
+        [(header::CONTENT_TYPE, crate::metrics::text::CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthy() -> &'static str {

@@ -17,97 +17,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
-use reqwest::{Method, StatusCode, Url};
-use serde::{Deserialize, Serialize};
+use reqwest::{Method, Url};
 
+use crate::classify::{Reason, Verdict, classify_status};
 use crate::config::{EndpointConfig, ProbeKind};
-
-/// Why a probe did not succeed: the `reason` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// 2xx with a wrong or unparseable body, an SSE error event, or a body over the size bound.
-    BadResponse,
-    Timeout,
-    /// Refused, reset, DNS or TLS failure.
-    Connect,
-    Http5xx,
-    /// 503 "currently loading", or endpoint state initializing/pending/updating.
-    ModelLoading,
-    RateLimited,
-    /// 401/403: ignored by default, a token problem is not an outage.
-    Auth,
-    /// Other 4xx: ignored by default.
-    ClientError,
-    /// Endpoint state scaledToZero: ignored, and never woken.
-    ScaledToZero,
-    /// Endpoint state paused: ignored.
-    Paused,
-    /// Endpoint state failed or updateFailed.
-    EndpointFailed,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 11] = [
-        Reason::BadResponse,
-        Reason::Timeout,
-        Reason::Connect,
-        Reason::Http5xx,
-        Reason::ModelLoading,
-        Reason::RateLimited,
-        Reason::Auth,
-        Reason::ClientError,
-        Reason::ScaledToZero,
-        Reason::Paused,
-        Reason::EndpointFailed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::BadResponse => "bad_response",
-            Reason::Timeout => "timeout",
-            Reason::Connect => "connect",
-            Reason::Http5xx => "http_5xx",
-            Reason::ModelLoading => "model_loading",
-            Reason::RateLimited => "rate_limited",
-            Reason::Auth => "auth",
-            Reason::ClientError => "client_error",
-            Reason::ScaledToZero => "scaled_to_zero",
-            Reason::Paused => "paused",
-            Reason::EndpointFailed => "endpoint_failed",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Reasons that are no health signal unless configured otherwise.
-    pub fn ignored_by_default(self) -> bool {
-        matches!(
-            self,
-            Reason::Auth | Reason::ClientError | Reason::ScaledToZero | Reason::Paused
-        )
-    }
-}
-
-/// The probe's verdict, after the endpoint's `ignore` list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "result", content = "reason")]
-pub enum Verdict {
-    Success,
-    Failure(Reason),
-    Ignored(Reason),
-}
-
-impl Verdict {
-    pub fn reason(self) -> Option<Reason> {
-        match self {
-            Verdict::Success => None,
-            Verdict::Failure(r) | Verdict::Ignored(r) => Some(r),
-        }
-    }
-}
 
 /// Everything one probe learned.
 #[derive(Clone, Debug)]
@@ -168,15 +81,17 @@ impl Prepared {
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        let spec = match (ep.kind, ep.probe) {
-            (_, ProbeKind::Health) => health::spec(ep),
-            (_, ProbeKind::Generate) => generate::spec(ep),
-            (_, ProbeKind::Chat) => chat::spec(ep, false),
-            (_, ProbeKind::ChatStream) => chat::spec(ep, true),
-            (_, ProbeKind::Embed) => embed::spec(ep),
-            (_, ProbeKind::Models) => models::spec(ep),
-            (_, ProbeKind::Status) => status::spec(ep),
-            (_, ProbeKind::Get) => get::spec(ep),
+        // The probe file knows the request; config already checked that the
+        // probe fits the endpoint's kind.
+        let spec = match ep.probe {
+            ProbeKind::Health => health::spec(ep),
+            ProbeKind::Generate => generate::spec(ep),
+            ProbeKind::Chat => chat::spec(ep, false),
+            ProbeKind::ChatStream => chat::spec(ep, true),
+            ProbeKind::Embed => embed::spec(ep),
+            ProbeKind::Models => models::spec(ep),
+            ProbeKind::Status => status::spec(ep),
+            ProbeKind::Get => get::spec(ep),
         };
         if spec.body.is_some() {
             headers.insert(
@@ -214,11 +129,7 @@ impl Prepared {
             ),
             Ok(x) => x,
         };
-        let verdict = match result {
-            Ok(()) => Verdict::Success,
-            Err(r) if r.ignored_by_default() || self.ignore.contains(&r) => Verdict::Ignored(r),
-            Err(r) => Verdict::Failure(r),
-        };
+        let verdict = Verdict::of(result, &self.ignore);
         Report {
             verdict,
             status,
@@ -274,7 +185,7 @@ impl Prepared {
             };
             return (checked.map_err(|e| e.reason), code, None, detail);
         }
-        let (reason, estimate) = classify_status(status, &body);
+        let (reason, estimate) = classify_status(status.as_u16(), &body);
         (
             Err(reason),
             code,
@@ -352,37 +263,6 @@ async fn read_bounded(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>
     Ok(buf)
 }
 
-/// Non-2xx answers, per the classification table.
-fn classify_status(status: StatusCode, body: &[u8]) -> (Reason, Option<f64>) {
-    match status.as_u16() {
-        401 | 403 => (Reason::Auth, None),
-        429 => (Reason::RateLimited, None),
-        503 => match loading_estimate(body) {
-            Some(est) => (Reason::ModelLoading, est),
-            None => (Reason::Http5xx, None),
-        },
-        500..=599 => (Reason::Http5xx, None),
-        _ => (Reason::ClientError, None),
-    }
-}
-
-/// `Some(estimate)` when a 503 body says the model is loading
-/// (`{"error":"Model x is currently loading","estimated_time":20.0}`).
-fn loading_estimate(body: &[u8]) -> Option<Option<f64>> {
-    #[derive(Deserialize)]
-    struct Loading {
-        #[serde(default)]
-        error: serde_json::Value,
-        estimated_time: Option<f64>,
-    }
-    let parsed: Loading = serde_json::from_slice(body).ok()?;
-    let says_loading = parsed
-        .error
-        .as_str()
-        .is_some_and(|e| e.contains("currently loading"));
-    (says_loading || parsed.estimated_time.is_some()).then_some(parsed.estimated_time)
-}
-
 /// The HTTP client all probes share: rustls, no cookies, a few redirects.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -397,46 +277,6 @@ pub fn client() -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_table() {
-        let s = |c| StatusCode::from_u16(c).unwrap();
-        assert_eq!(classify_status(s(401), b"").0, Reason::Auth);
-        assert_eq!(classify_status(s(403), b"").0, Reason::Auth);
-        assert_eq!(classify_status(s(429), b"{}").0, Reason::RateLimited);
-        assert_eq!(classify_status(s(500), b"").0, Reason::Http5xx);
-        assert_eq!(classify_status(s(502), b"").0, Reason::Http5xx);
-        assert_eq!(
-            classify_status(
-                s(503),
-                b"{\"error\":\"unhealthy\",\"error_type\":\"healthcheck\"}"
-            )
-            .0,
-            Reason::Http5xx
-        );
-        assert_eq!(
-            classify_status(
-                s(503),
-                br#"{"error":"Model x/y is currently loading","estimated_time":20.5}"#
-            ),
-            (Reason::ModelLoading, Some(20.5))
-        );
-        assert_eq!(classify_status(s(404), b"").0, Reason::ClientError);
-        assert_eq!(classify_status(s(422), b"").0, Reason::ClientError);
-    }
-
-    #[test]
-    fn default_ignored_reasons() {
-        let ignored: Vec<_> = Reason::ALL
-            .iter()
-            .filter(|r| r.ignored_by_default())
-            .map(|r| r.as_str())
-            .collect();
-        assert_eq!(
-            ignored,
-            ["auth", "client_error", "scaled_to_zero", "paused"]
-        );
-    }
 
     #[test]
     fn join_handles_slashes() {

@@ -5,7 +5,8 @@
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::{Check, CheckError, Reason, Spec, bad, join};
+use super::{Check, CheckError, Spec, bad, join};
+use crate::classify::Reason;
 use crate::config::EndpointConfig;
 
 pub(super) fn spec(ep: &EndpointConfig) -> Spec {

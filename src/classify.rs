@@ -1,0 +1,192 @@
+//! Classification: what an answer from an endpoint means for its breaker.
+//!
+//! The reasons, the verdict after an endpoint's `ignore` list, and the table
+//! of non-2xx statuses live here, apart from the probes, so that the config
+//! (which names reasons in `ignore`) and every caller that talks to an
+//! endpoint (probes now, gateway requests later) classify the same way.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::label::label_enum;
+
+label_enum! {
+    /// Why a call did not succeed: the `reason` label.
+    pub enum Reason {
+        /// 2xx with a wrong or unparseable body, an SSE error event, or a body over the size bound.
+        BadResponse = "bad_response",
+        Timeout = "timeout",
+        /// Refused, reset, DNS or TLS failure.
+        Connect = "connect",
+        Http5xx = "http_5xx",
+        /// 503 "currently loading", or endpoint state initializing/pending/updating.
+        ModelLoading = "model_loading",
+        RateLimited = "rate_limited",
+        /// 401/403: ignored by default, a token problem is not an outage.
+        Auth = "auth",
+        /// Other 4xx: ignored by default.
+        ClientError = "client_error",
+        /// Endpoint state scaledToZero: ignored, and never woken.
+        ScaledToZero = "scaled_to_zero",
+        /// Endpoint state paused: ignored.
+        Paused = "paused",
+        /// Endpoint state failed or updateFailed.
+        EndpointFailed = "endpoint_failed",
+    }
+}
+
+impl Reason {
+    /// Reasons that are no health signal unless configured otherwise.
+    pub fn ignored_by_default(self) -> bool {
+        matches!(
+            self,
+            Reason::Auth | Reason::ClientError | Reason::ScaledToZero | Reason::Paused
+        )
+    }
+}
+
+/// The verdict on one call, after the endpoint's `ignore` list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "reason")]
+pub enum Verdict {
+    Success,
+    Failure(Reason),
+    Ignored(Reason),
+}
+
+impl Verdict {
+    /// A call's result, with reasons ignored by default or by `ignore`
+    /// turned into [`Verdict::Ignored`].
+    pub fn of(result: Result<(), Reason>, ignore: &BTreeSet<Reason>) -> Verdict {
+        match result {
+            Ok(()) => Verdict::Success,
+            Err(r) if r.ignored_by_default() || ignore.contains(&r) => Verdict::Ignored(r),
+            Err(r) => Verdict::Failure(r),
+        }
+    }
+
+    pub fn reason(self) -> Option<Reason> {
+        match self {
+            Verdict::Success => None,
+            Verdict::Failure(r) | Verdict::Ignored(r) => Some(r),
+        }
+    }
+}
+
+/// Non-2xx answers, per the classification table; a loading 503 also
+/// returns the server's estimate of the seconds left, when it gave one.
+pub fn classify_status(status: u16, body: &[u8]) -> (Reason, Option<f64>) {
+    match status {
+        401 | 403 => (Reason::Auth, None),
+        429 => (Reason::RateLimited, None),
+        503 => match loading_estimate(body) {
+            Some(est) => (Reason::ModelLoading, est),
+            None => (Reason::Http5xx, None),
+        },
+        500..=599 => (Reason::Http5xx, None),
+        _ => (Reason::ClientError, None),
+    }
+}
+
+/// `Some(estimate)` when a 503 body says the model is loading
+/// (`{"error":"Model x is currently loading","estimated_time":20.0}`).
+fn loading_estimate(body: &[u8]) -> Option<Option<f64>> {
+    #[derive(Deserialize)]
+    struct Loading {
+        #[serde(default)]
+        error: serde_json::Value,
+        estimated_time: Option<f64>,
+    }
+    let parsed: Loading = serde_json::from_slice(body).ok()?;
+    let says_loading = parsed
+        .error
+        .as_str()
+        .is_some_and(|e| e.contains("currently loading"));
+    (says_loading || parsed.estimated_time.is_some()).then_some(parsed.estimated_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_table() {
+        assert_eq!(classify_status(401, b"").0, Reason::Auth);
+        assert_eq!(classify_status(403, b"").0, Reason::Auth);
+        assert_eq!(classify_status(429, b"{}").0, Reason::RateLimited);
+        assert_eq!(classify_status(500, b"").0, Reason::Http5xx);
+        assert_eq!(classify_status(502, b"").0, Reason::Http5xx);
+        assert_eq!(
+            classify_status(
+                503,
+                b"{\"error\":\"unhealthy\",\"error_type\":\"healthcheck\"}"
+            )
+            .0,
+            Reason::Http5xx
+        );
+        assert_eq!(
+            classify_status(
+                503,
+                br#"{"error":"Model x/y is currently loading","estimated_time":20.5}"#
+            ),
+            (Reason::ModelLoading, Some(20.5))
+        );
+        assert_eq!(
+            classify_status(503, br#"{"error":"Model x/y is currently loading"}"#),
+            (Reason::ModelLoading, None)
+        );
+        assert_eq!(classify_status(404, b"").0, Reason::ClientError);
+        assert_eq!(classify_status(422, b"").0, Reason::ClientError);
+    }
+
+    #[test]
+    fn default_ignored_reasons() {
+        let ignored: Vec<_> = Reason::ALL
+            .into_iter()
+            .filter(|r| r.ignored_by_default())
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                Reason::Auth,
+                Reason::ClientError,
+                Reason::ScaledToZero,
+                Reason::Paused
+            ]
+        );
+    }
+
+    #[test]
+    fn verdict_applies_the_ignore_list() {
+        let none = BTreeSet::new();
+        let timeouts = BTreeSet::from([Reason::Timeout]);
+        assert_eq!(Verdict::of(Ok(()), &timeouts), Verdict::Success);
+        for r in Reason::ALL {
+            let plain = Verdict::of(Err(r), &none);
+            let expected = if r.ignored_by_default() {
+                Verdict::Ignored(r)
+            } else {
+                Verdict::Failure(r)
+            };
+            assert_eq!(plain, expected, "{r}");
+            assert_eq!(plain.reason(), Some(r));
+        }
+        assert_eq!(
+            Verdict::of(Err(Reason::Timeout), &timeouts),
+            Verdict::Ignored(Reason::Timeout)
+        );
+    }
+
+    #[test]
+    fn verdict_json_names_result_and_reason() {
+        assert_eq!(
+            serde_json::to_value(Verdict::Failure(Reason::Http5xx)).unwrap(),
+            serde_json::json!({"result": "failure", "reason": "http_5xx"})
+        );
+        assert_eq!(
+            serde_json::to_value(Verdict::Success).unwrap(),
+            serde_json::json!({"result": "success"})
+        );
+    }
+}
