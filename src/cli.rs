@@ -1,169 +1,209 @@
 //! Command line, Prometheus style: `--config.file=...`, `--web.listen-address=:9799`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config;
 use crate::daemon::{Daemon, parse_listen_address};
 use crate::logging;
 use crate::secret::Secret;
+use crate::signal::{reload_on_sighup, shutdown_signal};
 
 pub const DEFAULT_LISTEN: &str = ":9799";
 
-const USAGE: &str = "\
-hfbreaker: circuit breakers and Prometheus metrics for Hugging Face inference endpoints
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("HFBREAKER_REVISION"),
+    ")"
+);
 
-Usage:
-  hfbreaker [flags]                 run the daemon
-  hfbreaker demo [flags]            simulated HF deployment + daemon + scripted incident, live view
-  hfbreaker simulate --listen ADDR [--scenario FILE]
-                                    run only the HF simulator (default: the demo scenario)
-  hfbreaker check-config FILE...    validate config files and exit (0 valid, 1 invalid)
+/// Circuit breakers and Prometheus metrics for Hugging Face inference endpoints.
+///
+/// Without a command, runs the daemon: it loads and validates the config file,
+/// probes every endpoint through a circuit breaker and serves /metrics, the API
+/// and a landing page. SIGHUP reloads the config; SIGTERM drains and exits 0.
+#[derive(Debug, PartialEq, Parser)]
+#[command(
+    name = "hfbreaker",
+    version = VERSION,
+    // Only `--version`, as Prometheus: no `-V`.
+    disable_version_flag = true,
+    // A daemon flag next to a command would be silently ignored: refuse it.
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub flags: Flags,
+    /// Print the version and exit
+    #[arg(long, action = clap::ArgAction::Version)]
+    pub version: (),
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
 
-Flags:
-  --config.file=PATH                config file (default hfbreaker.yml)
-  --web.listen-address=ADDR         address for /metrics, the API and the landing page (default :9799)
-  --web.admin-token-file=PATH       bearer token for POST /api/v1/breakers/...; without it admin writes are refused
-  --log.level=LEVEL                 debug, info, warn or error (default info)
-  --log.format=FORMAT               logfmt or json (default logfmt)
-  --version                         print the version and exit
-  -h, --help                        this help
-";
-
-#[derive(Debug, PartialEq)]
+/// Flags of the daemon (no command).
+#[derive(Debug, PartialEq, Args)]
 pub struct Flags {
+    /// Config file; re-read on SIGHUP and POST /-/reload
+    #[arg(
+        long = "config.file",
+        value_name = "PATH",
+        default_value = "hfbreaker.yml"
+    )]
     pub config_file: PathBuf,
+    /// Address for /metrics, the API and the landing page
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: String,
+    /// File with the bearer token for POST /api/v1/breakers/...; without it admin writes are refused
+    #[arg(long = "web.admin-token-file", value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,
-    pub log_level: tracing::Level,
-    pub log_format: logging::Format,
+    #[command(flatten)]
+    pub log: LogFlags,
 }
 
-#[derive(Debug, PartialEq)]
+/// `--log.level` and `--log.format` with the daemon's defaults.
+#[derive(Debug, PartialEq, Args)]
+pub struct LogFlags {
+    /// Lowest level logged
+    #[arg(
+        long = "log.level",
+        value_name = "LEVEL",
+        value_enum,
+        default_value = "info"
+    )]
+    pub level: LogLevel,
+    /// Log line format, on stderr
+    #[arg(
+        long = "log.format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "logfmt"
+    )]
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl From<LogLevel> for tracing::Level {
+    fn from(l: LogLevel) -> Self {
+        match l {
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error => tracing::Level::ERROR,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+impl From<LogFormat> for logging::Format {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Logfmt => logging::Format::Logfmt,
+            LogFormat::Json => logging::Format::Json,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Subcommand)]
 pub enum Command {
-    Run(Flags),
-    Demo(Flags),
-    Simulate {
-        listen: String,
-        scenario: Option<PathBuf>,
+    /// Simulated HF deployment + daemon + scripted incident, with a live view
+    ///
+    /// Needs no network and no config: starts a simulated Hugging Face
+    /// deployment on a free local port, runs the daemon against it with the
+    /// demo config and plays a scripted incident on a loop, showing breaker
+    /// states live. /metrics, the API and the landing page are served as by
+    /// the daemon. Ctrl-C or SIGTERM stops it.
+    Demo(DemoFlags),
+    /// Run only the HF simulator (default: the demo scenario)
+    ///
+    /// Serves simulated Hugging Face endpoints under path prefixes
+    /// (http://ADDR/{name}/...) and a control API at /_sim/endpoints, for
+    /// testing your own Prometheus, Grafana and Alertmanager set-up. Prints
+    /// each endpoint's URL; Ctrl-C or SIGTERM stops it.
+    Simulate(SimulateFlags),
+    /// Validate config files and exit (0 valid, 1 invalid)
+    ///
+    /// Prints every error with file, line and field; valid files get a
+    /// summary line on stdout.
+    CheckConfig {
+        /// Config files to check
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
     },
-    CheckConfig(Vec<PathBuf>),
-    Help,
-    Version,
 }
 
-/// Parse arguments (without the program name).
-pub fn parse(args: &[String]) -> Result<Command, String> {
-    let mut flags = Flags {
-        config_file: PathBuf::from("hfbreaker.yml"),
-        listen: DEFAULT_LISTEN.to_string(),
-        admin_token_file: None,
-        log_level: tracing::Level::INFO,
-        log_format: logging::Format::Logfmt,
-    };
-    let mut positional = Vec::new();
-    let mut sim_listen = None;
-    let mut scenario = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(Command::Help);
-        }
-        if arg == "--version" {
-            return Ok(Command::Version);
-        }
-        let Some(flag) = arg.strip_prefix("--") else {
-            positional.push(arg.clone());
-            continue;
-        };
-        let (name, value) = match flag.split_once('=') {
-            Some((n, v)) => (n.to_string(), v.to_string()),
-            None => {
-                let v = it
-                    .next()
-                    .ok_or_else(|| format!("flag --{flag} needs a value"))?;
-                (flag.to_string(), v.clone())
-            }
-        };
-        match name.as_str() {
-            "config.file" => flags.config_file = PathBuf::from(value),
-            "web.listen-address" => flags.listen = value,
-            "web.admin-token-file" => flags.admin_token_file = Some(PathBuf::from(value)),
-            "listen" => sim_listen = Some(value),
-            "scenario" => scenario = Some(PathBuf::from(value)),
-            "log.level" => {
-                flags.log_level = match value.as_str() {
-                    "debug" => tracing::Level::DEBUG,
-                    "info" => tracing::Level::INFO,
-                    "warn" => tracing::Level::WARN,
-                    "error" => tracing::Level::ERROR,
-                    _ => {
-                        return Err(format!(
-                            "--log.level must be debug, info, warn or error, not {value:?}"
-                        ));
-                    }
-                }
-            }
-            "log.format" => {
-                flags.log_format = match value.as_str() {
-                    "logfmt" => logging::Format::Logfmt,
-                    "json" => logging::Format::Json,
-                    _ => {
-                        return Err(format!(
-                            "--log.format must be logfmt or json, not {value:?}"
-                        ));
-                    }
-                }
-            }
-            _ => return Err(format!("unknown flag --{name}")),
-        }
-    }
-    let cmd = positional.first().map(String::as_str);
-    if cmd != Some("simulate") && (sim_listen.is_some() || scenario.is_some()) {
-        return Err("--listen and --scenario belong to the simulate command".to_string());
-    }
-    match cmd {
-        None => Ok(Command::Run(flags)),
-        Some("demo") if positional.len() == 1 => Ok(Command::Demo(flags)),
-        Some("simulate") if positional.len() == 1 => Ok(Command::Simulate {
-            listen: sim_listen
-                .ok_or("simulate needs --listen ADDR, e.g. --listen 127.0.0.1:8080")?,
-            scenario,
-        }),
-        Some("check-config") if positional.len() > 1 => Ok(Command::CheckConfig(
-            positional[1..].iter().map(PathBuf::from).collect(),
-        )),
-        Some("check-config") => Err("check-config needs a FILE".to_string()),
-        Some(other) => Err(format!("unknown command {other:?}")),
-    }
+/// Flags of `hfbreaker demo`.
+#[derive(Debug, PartialEq, Args)]
+pub struct DemoFlags {
+    /// Address for /metrics, the API and the landing page
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Lowest level logged (the live view owns the terminal, hence `error`)
+    #[arg(
+        long = "log.level",
+        value_name = "LEVEL",
+        value_enum,
+        default_value = "error"
+    )]
+    pub log_level: LogLevel,
+    /// Log line format, on stderr
+    #[arg(
+        long = "log.format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "logfmt"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Flags of `hfbreaker simulate`.
+#[derive(Debug, PartialEq, Args)]
+pub struct SimulateFlags {
+    /// Address to serve the simulated endpoints on, e.g. 127.0.0.1:8080
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// Scenario file (see examples/scenario.yml); without it, the demo's
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: LogFlags,
+}
+
+/// Parse arguments (without the program name). Help and `--version` come back
+/// as errors of kind `DisplayHelp` / `DisplayVersion`, as clap reports them.
+pub fn parse(args: &[String]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("hfbreaker").chain(args.iter().map(String::as_str)))
 }
 
 /// Entry point of the binary; returns the exit code.
 pub fn main(args: Vec<String>) -> i32 {
-    let cmd = match parse(&args) {
+    let cli = match parse(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("hfbreaker: {e}\n\n{USAGE}");
-            return 2;
+            // Help and version go to stdout with 0, usage errors to stderr with 2.
+            let _ = e.print();
+            return e.exit_code();
         }
     };
-    match cmd {
-        Command::Help => {
-            print!("{USAGE}");
-            0
-        }
-        Command::Version => {
-            println!(
-                "hfbreaker {} (revision {})",
-                env!("CARGO_PKG_VERSION"),
-                env!("HFBREAKER_REVISION")
-            );
-            0
-        }
-        Command::CheckConfig(files) => check_config(&files),
-        Command::Run(flags) => run(flags),
-        Command::Demo(flags) => demo(flags),
-        Command::Simulate { listen, scenario } => simulate(&listen, scenario.as_deref()),
+    match cli.command {
+        None => run(cli.flags),
+        Some(Command::Demo(f)) => demo(f),
+        Some(Command::Simulate(f)) => simulate(&f),
+        Some(Command::CheckConfig { files }) => check_config(&files),
     }
 }
 
@@ -180,14 +220,8 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn demo(flags: Flags) -> i32 {
-    // The live view owns the terminal: only errors are logged unless asked.
-    let level = if flags.log_level == tracing::Level::INFO {
-        tracing::Level::ERROR
-    } else {
-        flags.log_level
-    };
-    logging::init(level, flags.log_format);
+fn demo(flags: DemoFlags) -> i32 {
+    logging::init(flags.log_level.into(), flags.log_format.into());
     let addr = match parse_listen_address(&flags.listen) {
         Ok(a) => a,
         Err(e) => {
@@ -205,10 +239,10 @@ fn demo(flags: Flags) -> i32 {
     }
 }
 
-fn simulate(listen: &str, scenario: Option<&Path>) -> i32 {
+fn simulate(flags: &SimulateFlags) -> i32 {
     use crate::sim::scenario::Scenario;
-    logging::init(tracing::Level::INFO, logging::Format::Logfmt);
-    let parsed = match scenario {
+    logging::init(flags.log.level.into(), flags.log.format.into());
+    let parsed = match &flags.scenario {
         Some(p) => Scenario::load(p),
         None => Scenario::parse(crate::demo::SCENARIO, "examples/demo/scenario.yml"),
     };
@@ -219,7 +253,7 @@ fn simulate(listen: &str, scenario: Option<&Path>) -> i32 {
             return 1;
         }
     };
-    let addr = match parse_listen_address(listen) {
+    let addr = match parse_listen_address(&flags.listen) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
@@ -298,7 +332,7 @@ fn read_admin_token(path: &Path) -> Result<Secret, String> {
 }
 
 fn run(flags: Flags) -> i32 {
-    logging::init(flags.log_level, flags.log_format);
+    logging::init(flags.log.level.into(), flags.log.format.into());
     // Everything is validated before a port is bound.
     let cfg = match config::load(&flags.config_file) {
         Ok(c) => c,
@@ -375,82 +409,262 @@ fn run(flags: Flags) -> i32 {
     })
 }
 
-async fn reload_on_sighup(daemon: Arc<Daemon>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading config");
-            let _ = daemon.reload().await;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = daemon;
-}
-
-/// SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
     use super::*;
 
-    fn args(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
+    fn parse_ok(s: &[&str]) -> Cli {
+        let args: Vec<String> = s.iter().map(|x| x.to_string()).collect();
+        parse(&args).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    fn parse_err(s: &[&str]) -> clap::Error {
+        let args: Vec<String> = s.iter().map(|x| x.to_string()).collect();
+        match parse(&args) {
+            Ok(c) => panic!("{s:?} parsed as {c:?}"),
+            Err(e) => e,
+        }
     }
 
     #[test]
-    fn parses_prometheus_style_flags() {
-        let Command::Run(f) = parse(&args(&[
-            "--config.file=a.yml",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.format=json",
-        ]))
-        .unwrap() else {
-            panic!()
-        };
-        assert_eq!(f.config_file, PathBuf::from("a.yml"));
-        assert_eq!(f.listen, "127.0.0.1:0");
-        assert_eq!(f.log_format, logging::Format::Json);
-        let Command::Run(f) = parse(&[]).unwrap() else {
-            panic!()
-        };
-        assert_eq!(f.listen, ":9799");
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_arguments_runs_the_daemon_with_defaults() {
+        let cli = parse_ok(&[]);
+        assert_eq!(cli.command, None);
         assert_eq!(
-            parse(&args(&["check-config", "x.yml"])).unwrap(),
-            Command::CheckConfig(vec![PathBuf::from("x.yml")])
-        );
-        assert!(parse(&args(&["--nope=1"])).is_err());
-        assert!(parse(&args(&["--log.level=loud"])).is_err());
-        assert!(parse(&args(&["check-config"])).is_err());
-        assert_eq!(
-            parse(&args(&["simulate", "--listen", "127.0.0.1:8080"])).unwrap(),
-            Command::Simulate {
-                listen: "127.0.0.1:8080".into(),
-                scenario: None
+            cli.flags,
+            Flags {
+                config_file: PathBuf::from("hfbreaker.yml"),
+                listen: ":9799".into(),
+                admin_token_file: None,
+                log: LogFlags {
+                    level: LogLevel::Info,
+                    format: LogFormat::Logfmt
+                },
             }
         );
-        assert!(parse(&args(&["simulate"])).is_err());
-        assert!(parse(&args(&["--listen=1"])).is_err());
-        assert!(matches!(
-            parse(&args(&["demo", "--web.listen-address=127.0.0.1:0"])).unwrap(),
-            Command::Demo(_)
-        ));
+    }
+
+    #[test]
+    fn daemon_flags_take_equals_or_separate_values() {
+        let joined = parse_ok(&[
+            "--config.file=a.yml",
+            "--web.listen-address=127.0.0.1:0",
+            "--web.admin-token-file=tok",
+            "--log.level=debug",
+            "--log.format=json",
+        ]);
+        let split = parse_ok(&[
+            "--config.file",
+            "a.yml",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--web.admin-token-file",
+            "tok",
+            "--log.level",
+            "debug",
+            "--log.format",
+            "json",
+        ]);
+        assert_eq!(joined, split);
+        assert_eq!(joined.command, None);
+        let f = joined.flags;
+        assert_eq!(f.config_file, PathBuf::from("a.yml"));
+        assert_eq!(f.listen, "127.0.0.1:0");
+        assert_eq!(f.admin_token_file, Some(PathBuf::from("tok")));
+        assert_eq!(tracing::Level::from(f.log.level), tracing::Level::DEBUG);
+        assert_eq!(logging::Format::from(f.log.format), logging::Format::Json);
+    }
+
+    #[test]
+    fn log_levels_map_to_tracing() {
+        for (name, level) in [
+            ("debug", tracing::Level::DEBUG),
+            ("info", tracing::Level::INFO),
+            ("warn", tracing::Level::WARN),
+            ("error", tracing::Level::ERROR),
+        ] {
+            let cli = parse_ok(&[&format!("--log.level={name}")]);
+            assert_eq!(tracing::Level::from(cli.flags.log.level), level);
+        }
+    }
+
+    #[test]
+    fn demo_takes_listen_address_and_log_flags() {
+        let cli = parse_ok(&["demo"]);
+        assert_eq!(
+            cli.command,
+            Some(Command::Demo(DemoFlags {
+                listen: ":9799".into(),
+                log_level: LogLevel::Error,
+                log_format: LogFormat::Logfmt,
+            }))
+        );
+        let cli = parse_ok(&[
+            "demo",
+            "--web.listen-address=127.0.0.1:9800",
+            "--log.level",
+            "info",
+            "--log.format=json",
+        ]);
+        assert_eq!(
+            cli.command,
+            Some(Command::Demo(DemoFlags {
+                listen: "127.0.0.1:9800".into(),
+                log_level: LogLevel::Info,
+                log_format: LogFormat::Json,
+            }))
+        );
+    }
+
+    #[test]
+    fn simulate_needs_listen_and_takes_a_scenario() {
+        let cli = parse_ok(&["simulate", "--listen", "127.0.0.1:8080"]);
+        assert_eq!(
+            cli.command,
+            Some(Command::Simulate(SimulateFlags {
+                listen: "127.0.0.1:8080".into(),
+                scenario: None,
+                log: LogFlags {
+                    level: LogLevel::Info,
+                    format: LogFormat::Logfmt
+                },
+            }))
+        );
+        let cli = parse_ok(&[
+            "simulate",
+            "--listen=127.0.0.1:0",
+            "--scenario",
+            "s.yml",
+            "--log.level=warn",
+        ]);
+        let Some(Command::Simulate(f)) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(f.listen, "127.0.0.1:0");
+        assert_eq!(f.scenario, Some(PathBuf::from("s.yml")));
+        assert_eq!(f.log.level, LogLevel::Warn);
+
+        let e = parse_err(&["simulate", "--scenario=s.yml"]);
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--listen <ADDR>"), "{e}");
+    }
+
+    #[test]
+    fn check_config_takes_one_or_more_files() {
+        let cli = parse_ok(&["check-config", "a.yml", "b.yml"]);
+        assert_eq!(
+            cli.command,
+            Some(Command::CheckConfig {
+                files: vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]
+            })
+        );
+        let e = parse_err(&["check-config"]);
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("<FILE>"), "{e}");
+    }
+
+    #[test]
+    fn flags_of_another_command_are_refused() {
+        // Each: arguments, the flag the message must name, the expected kind.
+        let cases: &[(&[&str], &str, ErrorKind)] = &[
+            (&["--listen=x"], "--listen", ErrorKind::UnknownArgument),
+            (
+                &["--scenario", "s.yml"],
+                "--scenario",
+                ErrorKind::UnknownArgument,
+            ),
+            (
+                &["--config.file=x", "demo"],
+                "--config.file",
+                ErrorKind::ArgumentConflict,
+            ),
+            (
+                &["--log.level=debug", "check-config", "a.yml"],
+                "--log.level",
+                ErrorKind::ArgumentConflict,
+            ),
+            (
+                &["demo", "--config.file=x"],
+                "--config.file",
+                ErrorKind::UnknownArgument,
+            ),
+            (
+                &["demo", "--web.admin-token-file=t"],
+                "--web.admin-token-file",
+                ErrorKind::UnknownArgument,
+            ),
+            (
+                &["demo", "--listen=x"],
+                "--listen",
+                ErrorKind::UnknownArgument,
+            ),
+            (
+                &["simulate", "--listen=x", "--web.listen-address=y"],
+                "--web.listen-address",
+                ErrorKind::UnknownArgument,
+            ),
+            (
+                &["check-config", "--log.format=json", "a.yml"],
+                "--log.format",
+                ErrorKind::UnknownArgument,
+            ),
+        ];
+        for (args, flag, kind) in cases {
+            let e = parse_err(args);
+            assert_eq!(e.kind(), *kind, "{args:?}: {e}");
+            assert!(e.to_string().contains(flag), "{args:?}: {e}");
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn bad_values_and_unknown_words_are_usage_errors() {
+        let e = parse_err(&["--log.level=loud"]);
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+        assert!(e.to_string().contains("'loud'"), "{e}");
+        let e = parse_err(&["--log.format=xml"]);
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+        let e = parse_err(&["--nope=1"]);
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+        let e = parse_err(&["frobnicate"]);
+        assert_eq!(e.kind(), ErrorKind::InvalidSubcommand);
+        assert_eq!(e.exit_code(), 2);
+        let e = parse_err(&["--config.file"]);
+        assert_eq!(e.kind(), ErrorKind::InvalidValue, "{e}");
+    }
+
+    #[test]
+    fn help_and_version_exit_zero() {
+        for args in [
+            &["--help"][..],
+            &["-h"],
+            &["demo", "--help"],
+            &["help", "simulate"],
+        ] {
+            let e = parse_err(args);
+            assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{args:?}");
+            assert_eq!(e.exit_code(), 0);
+        }
+        let e = parse_err(&["--version"]);
+        assert_eq!(e.kind(), ErrorKind::DisplayVersion);
+        assert_eq!(e.exit_code(), 0);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "hfbreaker {} (revision {})\n",
+                env!("CARGO_PKG_VERSION"),
+                env!("HFBREAKER_REVISION")
+            )
+        );
+        // No `-V`: Prometheus exporters only have `--version`.
+        assert_eq!(parse_err(&["-V"]).kind(), ErrorKind::UnknownArgument);
     }
 }

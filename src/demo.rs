@@ -107,7 +107,7 @@ pub async fn run(listen: std::net::SocketAddr) -> Result<(), DemoError> {
     let tty = std::io::stdout().is_terminal();
     let mut view = View::new(tty, addr.to_string(), started);
     let mut tick = tokio::time::interval(Duration::from_millis(if tty { 500 } else { 250 }));
-    let shutdown = crate::cli::shutdown_signal();
+    let shutdown = crate::signal::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -15,6 +15,7 @@ pub mod probe;
 pub mod route;
 pub mod schedule;
 pub mod secret;
+pub mod signal;
 pub mod sim;
 #[doc(hidden)]
 pub mod testkit;
