@@ -42,12 +42,16 @@ pub async fn serve(
         .await
 }
 
+/// The text exposition format 0.0.4, which is UTF-8: `prometheus::TEXT_FORMAT`
+/// leaves the charset out, and `text/plain` without one means US-ASCII.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 async fn metrics(AxState(d): AxState<Arc<Daemon>>) -> Response {
     // Rendering 10k endpoints is CPU work: keep it off the async workers' hot path.
     let body = tokio::task::spawn_blocking(move || d.render_metrics())
         .await
         .unwrap_or_default();
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body).into_response()
 }
 
 async fn healthy() -> &'static str {
