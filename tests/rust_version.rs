@@ -24,7 +24,13 @@ fn rust_version_is_the_highest_any_dependency_needs() {
     .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
     .expect("rustc names its host");
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--filter-platform", &host])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            &host,
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
@@ -37,10 +43,7 @@ fn rust_version_is_the_highest_any_dependency_needs() {
     let packages = meta["packages"].as_array().unwrap();
     let package = |id: &str| packages.iter().find(|p| p["id"] == id).unwrap();
     let nodes = meta["resolve"]["nodes"].as_array().unwrap();
-    let root = packages
-        .iter()
-        .find(|p| p["name"] == "hfbreaker")
-        .unwrap();
+    let root = packages.iter().find(|p| p["name"] == "hfbreaker").unwrap();
     let declared = version(root["rust_version"].as_str().expect("rust-version is set"));
 
     // Every crate reachable through normal and build dependencies.
