@@ -378,12 +378,12 @@ async fn metrics_is_prometheus_text_with_every_endpoint_and_route() {
         );
     }
     // Counters exist from the start at 0.
-    for result in ["success", "failure", "ignored", "rejected"] {
+    for result in hfbreaker::metrics::ProbeResult::ALL {
         assert_eq!(
             value(
                 &m,
                 "hfbreaker_probes_total",
-                &[("endpoint", "a"), ("result", result)]
+                &[("endpoint", "a"), ("result", result.as_str())]
             ),
             Some(0.0),
             "{result}"
