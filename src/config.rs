@@ -293,7 +293,8 @@ impl ConfigError {
     }
 }
 
-fn render_errors(path: &str, errors: &[FieldError]) -> String {
+/// One `path:line:column: field: message` line per error.
+pub(crate) fn render_errors(path: &str, errors: &[FieldError]) -> String {
     let mut out = String::new();
     for (i, e) in errors.iter().enumerate() {
         if i > 0 {
@@ -317,16 +318,36 @@ impl fmt::Display for FieldError {
     }
 }
 
-struct Errors(Vec<FieldError>);
+/// Collects every problem in a file, so one run reports them all.
+pub(crate) struct Errors(Vec<FieldError>);
 
 impl Errors {
-    fn at<T>(&mut self, s: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn new() -> Self {
+        Errors(Vec::new())
+    }
+
+    pub(crate) fn at<T>(
+        &mut self,
+        s: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.0.push(FieldError {
             line: s.referenced.line(),
             column: s.referenced.column(),
             field: field.into(),
             message: message.into(),
         });
+    }
+
+    /// The errors in file order, or Ok when there are none.
+    pub(crate) fn finish(mut self) -> Result<(), Vec<FieldError>> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        // Stable: errors at one position keep the order they were found in.
+        self.0.sort_by_key(|e| (e.line, e.column));
+        Err(self.0)
     }
 }
 
@@ -375,26 +396,26 @@ pub fn parse(text: &str, origin: &str, env: &dyn EnvSource) -> Result<Config, Co
             errors: vec![syntax_error(&e, text)],
         })?
     };
-    let mut errs = Errors(Vec::new());
+    let mut errs = Errors::new();
     let cfg = resolve(raw, &mut errs, env);
-    if errs.0.is_empty() {
-        Ok(cfg)
-    } else {
-        errs.0.sort_by_key(|e| (e.line, e.column));
-        Err(ConfigError::Invalid {
+    errs.finish()
+        .map(|()| cfg)
+        .map_err(|errors| ConfigError::Invalid {
             path: origin.to_string(),
-            errors: errs.0,
+            errors,
         })
-    }
 }
 
-fn syntax_error(e: &serde_saphyr::Error, text: &str) -> FieldError {
+/// A parse error (YAML syntax, unknown field, bad value) as a [`FieldError`]
+/// named after the key it sits under.
+pub(crate) fn syntax_error(e: &serde_saphyr::Error, text: &str) -> FieldError {
     let (line, column) = e
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
     let mut message = e.without_snippet().to_string();
-    // The library prefixes "error: line L column C: "; we print our own position.
+    // The library prefixes "error: line L column C: " or suffixes
+    // " at line L, column C"; we print our own position.
     if let Some(rest) = message.strip_prefix("error: ") {
         message = rest.to_string();
     }
@@ -403,10 +424,13 @@ fn syntax_error(e: &serde_saphyr::Error, text: &str) -> FieldError {
     {
         message = message[idx + 2..].to_string();
     }
+    if let Some(rest) = message.strip_suffix(&format!(" at line {line}, column {column}")) {
+        message = rest.to_string();
+    }
     let field = text
         .lines()
         .nth(line.saturating_sub(1) as usize)
-        .and_then(key_on_line)
+        .and_then(|l| key_at(l, column))
         .unwrap_or_else(|| "document".to_string());
     FieldError {
         line,
@@ -416,13 +440,59 @@ fn syntax_error(e: &serde_saphyr::Error, text: &str) -> FieldError {
     }
 }
 
-/// The mapping key written on a line (`  - name: x` gives `name`).
-fn key_on_line(line: &str) -> Option<String> {
-    let t = line.trim_start().trim_start_matches("- ").trim_start();
-    let (key, _) = t.split_once(':')?;
-    let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
-    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        .then(|| key.to_string())
+/// The mapping key an error at `column` (1-based) sits under: the last key
+/// on the line that starts at or before it, else the line's first key.
+/// Flow mappings hold several (`- {mode: x, for: 0s}` at `0s` gives `for`).
+fn key_at(line: &str, column: u64) -> Option<String> {
+    let keys = keys_on_line(line);
+    let col = column.saturating_sub(1) as usize;
+    keys.iter()
+        .rev()
+        .find(|(start, _)| *start <= col)
+        .or(keys.first())
+        .map(|(_, key)| key.clone())
+}
+
+/// Plain or quoted `word:` keys on a line with their (0-based) columns. A key
+/// starts the line's content or follows `{`, `,` or `- `, and its colon is
+/// followed by a space or the line end: `http://x`, `a b: c`, `a-b: c` hold none.
+fn keys_on_line(line: &str) -> Vec<(usize, String)> {
+    let chars: Vec<char> = line.chars().collect();
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut keys = Vec::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c != ':' || chars.get(i + 1).is_some_and(|n| !n.is_whitespace()) {
+            continue;
+        }
+        let mut end = i;
+        let quote = end > 0 && matches!(chars[end - 1], '"' | '\'');
+        if quote {
+            end -= 1;
+        }
+        let mut start = end;
+        while start > 0 && is_word(chars[start - 1]) {
+            start -= 1;
+        }
+        if start == end {
+            continue;
+        }
+        let key: String = chars[start..end].iter().collect();
+        if quote {
+            if start == 0 || chars[start - 1] != chars[end] {
+                continue;
+            }
+            start -= 1;
+        }
+        let before = chars[..start].iter().rposition(|c| !c.is_whitespace());
+        let ok = match before {
+            None => true,
+            Some(j) => matches!(chars[j], '{' | ',') || (chars[j] == '-' && j + 1 < start),
+        };
+        if ok {
+            keys.push((start, key));
+        }
+    }
+    keys
 }
 
 fn valid_name(s: &str) -> bool {
@@ -430,6 +500,31 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= 128
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Checks a name that becomes the `label` metric label and records valid ones
+/// in `seen` (name to line), which is what duplicates and routes look up.
+fn check_name(
+    name: &Spanned<String>,
+    field: String,
+    label: &str,
+    seen: &mut HashMap<String, u64>,
+    errs: &mut Errors,
+) {
+    let v = &name.value;
+    if !valid_name(v) {
+        errs.at(
+            name,
+            field,
+            format!("{v:?} must match [a-z0-9_-]+ (it becomes the `{label}` label)"),
+        );
+    } else if let Some(first) = seen.insert(v.clone(), name.referenced.line()) {
+        errs.at(
+            name,
+            field,
+            format!("duplicate {label} name {v:?} (first defined on line {first})"),
+        );
+    }
 }
 
 fn duration(
@@ -448,6 +543,7 @@ fn duration(
     }
 }
 
+/// Applies `raw` over `base`; `prefix` is the field path of the breaker block.
 fn resolve_breaker(
     raw: &RawBreaker,
     base: &BreakerConfig,
@@ -497,24 +593,28 @@ fn resolve_breaker(
         "slow_call_rate_threshold",
         &mut b.slow_call_rate_threshold,
     );
-    b.slow_call_duration = duration(
-        errs,
-        &raw.slow_call_duration,
-        &f("slow_call_duration"),
-        b.slow_call_duration,
-    );
-    b.open_duration = duration(
-        errs,
-        &raw.open_duration,
-        &f("open_duration"),
-        b.open_duration,
-    );
-    b.max_open_duration = duration(
-        errs,
-        &raw.max_open_duration,
-        &f("max_open_duration"),
-        b.max_open_duration,
-    );
+    for (v, name, target) in [
+        (
+            &raw.slow_call_duration,
+            "slow_call_duration",
+            &mut b.slow_call_duration,
+        ),
+        (&raw.open_duration, "open_duration", &mut b.open_duration),
+        (
+            &raw.max_open_duration,
+            "max_open_duration",
+            &mut b.max_open_duration,
+        ),
+    ] {
+        *target = duration(errs, v, &f(name), *target);
+    }
+    check_breaker_limits(raw, &mut b, prefix, errs);
+    (b, raw.enforce.unwrap_or(base_enforce))
+}
+
+/// Settings that are each valid but contradict one another; the error goes
+/// to whichever of the two fields this block wrote.
+fn check_breaker_limits(raw: &RawBreaker, b: &mut BreakerConfig, prefix: &str, errs: &mut Errors) {
     if b.max_open_duration < b.open_duration {
         if let Some(s) = raw
             .max_open_duration
@@ -523,7 +623,7 @@ fn resolve_breaker(
         {
             errs.at(
                 s,
-                f("max_open_duration"),
+                format!("{prefix}.max_open_duration"),
                 "must not be shorter than open_duration",
             );
         }
@@ -534,19 +634,71 @@ fn resolve_breaker(
     {
         errs.at(
             s,
-            f("min_calls"),
+            format!("{prefix}.min_calls"),
             format!(
                 "{} exceeds window {}: the failure rate could never trip",
                 b.min_calls, b.window
             ),
         );
     }
-    (b, raw.enforce.unwrap_or(base_enforce))
+}
+
+/// What an endpoint inherits unless it says otherwise.
+struct Defaults {
+    global: Global,
+    breaker: BreakerConfig,
+    enforce: bool,
 }
 
 fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
-    let g = &raw.global;
-    let global = Global {
+    let global = resolve_global(&raw.global, errs);
+    let (breaker, enforce) = resolve_breaker(
+        &raw.global.breaker,
+        &BreakerConfig::default(),
+        true,
+        "global.breaker",
+        errs,
+    );
+    let defaults = Defaults {
+        global,
+        breaker,
+        enforce,
+    };
+    let mut endpoint_names = HashMap::new();
+    let mut endpoints = Vec::new();
+    for (i, e) in raw.endpoints.iter().enumerate() {
+        let p = format!("endpoints[{i}]");
+        check_name(
+            &e.name,
+            format!("{p}.name"),
+            "endpoint",
+            &mut endpoint_names,
+            errs,
+        );
+        endpoints.extend(resolve_endpoint(e, &p, &defaults, env, errs));
+    }
+    let mut route_names = HashMap::new();
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        check_name(
+            &r.name,
+            format!("{p}.name"),
+            "route",
+            &mut route_names,
+            errs,
+        );
+        routes.push(resolve_route(r, &p, &endpoint_names, errs));
+    }
+    Config {
+        global: defaults.global,
+        endpoints,
+        routes,
+    }
+}
+
+fn resolve_global(g: &RawGlobal, errs: &mut Errors) -> Global {
+    Global {
         interval: duration(errs, &g.interval, "global.interval", default_interval()),
         timeout: duration(errs, &g.timeout, "global.timeout", default_timeout()),
         confirm_interval: duration(
@@ -563,299 +715,261 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
             Some(s) => s.value,
             None => default_max_body_bytes(),
         },
-    };
-    let (global_breaker, global_enforce) = resolve_breaker(
-        &g.breaker,
-        &BreakerConfig::default(),
-        true,
-        "global.breaker",
+    }
+}
+
+/// One endpoint (its name is checked by the caller); `p` is its field path.
+/// None when it has no usable URL, after every other field has been checked.
+fn resolve_endpoint(
+    e: &RawEndpoint,
+    p: &str,
+    d: &Defaults,
+    env: &dyn EnvSource,
+    errs: &mut Errors,
+) -> Option<EndpointConfig> {
+    let url = resolve_url(e, p, errs);
+    let probe = resolve_probe(e, p, errs);
+    check_model(e, probe, p, errs);
+    check_status_target(e, p, errs);
+    let (token, token_source) = resolve_token(e, p, env, errs).unzip();
+    let (breaker, enforce) = resolve_breaker(
+        &e.breaker,
+        &d.breaker,
+        d.enforce,
+        &format!("{p}.breaker"),
         errs,
     );
+    let g = &d.global;
+    let interval = duration(errs, &e.interval, &format!("{p}.interval"), g.interval);
+    let timeout = duration(errs, &e.timeout, &format!("{p}.timeout"), g.timeout);
+    let confirm_interval = duration(
+        errs,
+        &e.confirm_interval,
+        &format!("{p}.confirm_interval"),
+        g.confirm_interval,
+    );
+    Some(EndpointConfig {
+        name: e.name.value.clone(),
+        kind: e.kind.value,
+        url: url?,
+        probe,
+        model: e.model.as_ref().map(|m| m.value.trim().to_string()),
+        namespace: e.namespace.as_ref().map(|s| s.value.clone()),
+        endpoint_name: e.endpoint_name.as_ref().map(|s| s.value.clone()),
+        token,
+        token_source,
+        interval,
+        timeout,
+        confirm_interval,
+        max_body_bytes: g.max_body_bytes,
+        breaker,
+        enforce,
+        ignore: e.ignore.iter().copied().collect(),
+    })
+}
 
-    let mut endpoints = Vec::new();
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    for (i, e) in raw.endpoints.iter().enumerate() {
-        let p = format!("endpoints[{i}]");
-        let name = e.name.value.clone();
-        if !valid_name(&name) {
-            errs.at(
-                &e.name,
-                format!("{p}.name"),
-                format!("{name:?} must match [a-z0-9_-]+ (it becomes the `endpoint` label)"),
-            );
-        } else if let Some(first) = seen.insert(name.clone(), e.name.referenced.line()) {
-            errs.at(
-                &e.name,
-                format!("{p}.name"),
-                format!("duplicate endpoint name {name:?} (first defined on line {first})"),
-            );
-        }
-        let kind = e.kind.value;
-
-        let url_text = match (&e.url, default_router_url(kind)) {
-            (Some(u), _) => Some((u.value.clone(), Some(u))),
-            (None, Some(d)) => Some((d.to_string(), None)),
-            (None, None) => {
-                errs.at(
-                    &e.kind,
-                    format!("{p}.url"),
-                    format!("kind {} needs a url", kind.as_str()),
-                );
-                None
-            }
-        };
-        let url = url_text.and_then(|(text, at)| match reqwest::Url::parse(&text) {
-            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                errs.at(
-                    at.unwrap_or(&e.name),
-                    format!("{p}.url"),
-                    "scheme must be http or https",
-                );
-                None
-            }
-            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-                errs.at(
-                    at.unwrap_or(&e.name),
-                    format!("{p}.url"),
-                    "credentials in the URL are not allowed; use token_env or token_file",
-                );
-                None
-            }
-            Ok(u) => Some(u),
-            Err(err) => {
-                errs.at(
-                    at.unwrap_or(&e.name),
-                    format!("{p}.url"),
-                    format!("not a valid URL: {err}"),
-                );
-                None
-            }
-        });
-
-        let probe = match &e.probe {
-            Some(s) if !kind.probes().contains(&s.value) => {
-                let allowed: Vec<_> = kind.probes().iter().map(|p| p.as_str()).collect();
-                errs.at(
-                    s,
-                    format!("{p}.probe"),
-                    format!(
-                        "kind {} does not support probe {}; use one of: {}",
-                        kind.as_str(),
-                        s.value.as_str(),
-                        allowed.join(", ")
-                    ),
-                );
-                kind.probes()[0]
-            }
-            Some(s) => s.value,
-            None => kind.probes()[0],
-        };
-
-        let needs_model = matches!(kind, Kind::HfInference)
-            || (kind == Kind::Openai && matches!(probe, ProbeKind::Chat | ProbeKind::ChatStream));
-        if needs_model && e.model.is_none() {
+/// The written URL, else the router default for the kind. A default URL has
+/// no position of its own, so its errors point at the endpoint's name.
+fn resolve_url(e: &RawEndpoint, p: &str, errs: &mut Errors) -> Option<reqwest::Url> {
+    let kind = e.kind.value;
+    let field = format!("{p}.url");
+    let (text, at) = match (&e.url, default_router_url(kind)) {
+        (Some(u), _) => (u.value.as_str(), u),
+        (None, Some(d)) => (d, &e.name),
+        (None, None) => {
             errs.at(
                 &e.kind,
-                format!("{p}.model"),
+                field,
+                format!("kind {} needs a url", kind.as_str()),
+            );
+            return None;
+        }
+    };
+    match reqwest::Url::parse(text) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            errs.at(at, field, "scheme must be http or https")
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => errs.at(
+            at,
+            field,
+            "credentials in the URL are not allowed; use token_env or token_file",
+        ),
+        Ok(u) => return Some(u),
+        Err(err) => errs.at(at, field, format!("not a valid URL: {err}")),
+    }
+    None
+}
+
+/// The written probe if the kind supports it, else the kind's default.
+fn resolve_probe(e: &RawEndpoint, p: &str, errs: &mut Errors) -> ProbeKind {
+    let kind = e.kind.value;
+    match &e.probe {
+        Some(s) if !kind.probes().contains(&s.value) => {
+            let allowed: Vec<_> = kind.probes().iter().map(|p| p.as_str()).collect();
+            errs.at(
+                s,
+                format!("{p}.probe"),
                 format!(
-                    "kind {} with probe {} needs a model",
+                    "kind {} does not support probe {}; use one of: {}",
                     kind.as_str(),
-                    probe.as_str()
+                    s.value.as_str(),
+                    allowed.join(", ")
                 ),
             );
+            kind.probes()[0]
         }
-        if let Some(m) = &e.model
-            && m.value.trim().is_empty()
-        {
-            errs.at(m, format!("{p}.model"), "must not be empty");
-        }
-        if kind == Kind::EndpointStatus {
-            for (field, v) in [
-                ("namespace", &e.namespace),
-                ("endpoint_name", &e.endpoint_name),
-            ] {
-                match v {
-                    None => errs.at(
-                        &e.kind,
-                        format!("{p}.{field}"),
-                        format!("kind endpoint-status needs {field}"),
-                    ),
-                    Some(s)
-                        if !s
-                            .value
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                            || s.value.is_empty() =>
-                    {
-                        errs.at(
-                            s,
-                            format!("{p}.{field}"),
-                            "must be a plain name ([A-Za-z0-9._-])",
-                        )
-                    }
-                    Some(_) => {}
-                }
-            }
-        } else {
-            for (field, v) in [
-                ("namespace", &e.namespace),
-                ("endpoint_name", &e.endpoint_name),
-            ] {
-                if let Some(s) = v {
-                    errs.at(
-                        s,
-                        format!("{p}.{field}"),
-                        "only kind endpoint-status uses this field",
-                    );
-                }
-            }
-        }
-
-        let (token, token_source) = match (&e.token_env, &e.token_file) {
-            (Some(a), Some(_)) => {
-                errs.at(
-                    a,
-                    format!("{p}.token_env"),
-                    "set token_env or token_file, not both",
-                );
-                (None, None)
-            }
-            (Some(var), None) => match env.var(&var.value) {
-                Some(v) if !v.trim().is_empty() => (
-                    Some(Secret::new(v.trim())),
-                    Some(TokenSource::Env(var.value.clone())),
-                ),
-                Some(_) => {
-                    errs.at(
-                        var,
-                        format!("{p}.token_env"),
-                        format!("environment variable {} is empty", var.value),
-                    );
-                    (None, None)
-                }
-                None => {
-                    errs.at(
-                        var,
-                        format!("{p}.token_env"),
-                        format!("environment variable {} is not set", var.value),
-                    );
-                    (None, None)
-                }
-            },
-            (None, Some(file)) => match std::fs::read_to_string(&file.value) {
-                Ok(v) if !v.trim().is_empty() => (
-                    Some(Secret::new(v.trim())),
-                    Some(TokenSource::File(file.value.clone())),
-                ),
-                Ok(_) => {
-                    errs.at(
-                        file,
-                        format!("{p}.token_file"),
-                        format!("{} is empty", file.value.display()),
-                    );
-                    (None, None)
-                }
-                Err(err) => {
-                    // io::Error text names the failure kind only, never the file content.
-                    errs.at(
-                        file,
-                        format!("{p}.token_file"),
-                        format!("cannot read {}: {}", file.value.display(), err.kind()),
-                    );
-                    (None, None)
-                }
-            },
-            (None, None) => (None, None),
-        };
-
-        let (breaker, enforce) = resolve_breaker(
-            &e.breaker,
-            &global_breaker,
-            global_enforce,
-            &format!("{p}.breaker"),
-            errs,
-        );
-        let interval = duration(errs, &e.interval, &format!("{p}.interval"), global.interval);
-        let timeout = duration(errs, &e.timeout, &format!("{p}.timeout"), global.timeout);
-        let confirm_interval = duration(
-            errs,
-            &e.confirm_interval,
-            &format!("{p}.confirm_interval"),
-            global.confirm_interval,
-        );
-        let Some(url) = url else { continue };
-        endpoints.push(EndpointConfig {
-            name,
-            kind,
-            url,
-            probe,
-            model: e.model.as_ref().map(|m| m.value.trim().to_string()),
-            namespace: e.namespace.as_ref().map(|s| s.value.clone()),
-            endpoint_name: e.endpoint_name.as_ref().map(|s| s.value.clone()),
-            token,
-            token_source,
-            interval,
-            timeout,
-            confirm_interval,
-            max_body_bytes: global.max_body_bytes,
-            breaker,
-            enforce,
-            ignore: e.ignore.iter().copied().collect(),
-        });
+        Some(s) => s.value,
+        None => kind.probes()[0],
     }
+}
 
-    let mut routes = Vec::new();
-    let mut route_names: HashMap<String, u64> = HashMap::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        let p = format!("routes[{i}]");
-        let name = r.name.value.clone();
-        if !valid_name(&name) {
-            errs.at(
-                &r.name,
-                format!("{p}.name"),
-                format!("{name:?} must match [a-z0-9_-]+ (it becomes the `route` label)"),
-            );
-        } else if let Some(first) = route_names.insert(name.clone(), r.name.referenced.line()) {
-            errs.at(
-                &r.name,
-                format!("{p}.name"),
-                format!("duplicate route name {name:?} (first defined on line {first})"),
-            );
-        }
-        if r.endpoints.value.is_empty() {
-            errs.at(
-                &r.endpoints,
-                format!("{p}.endpoints"),
-                "a route needs at least one endpoint",
-            );
-        }
-        let mut chain: Vec<String> = Vec::new();
-        for (j, ep) in r.endpoints.value.iter().enumerate() {
-            if !seen.contains_key(&ep.value) {
-                errs.at(
-                    ep,
-                    format!("{p}.endpoints[{j}]"),
-                    format!("unknown endpoint {:?}", ep.value),
-                );
-            } else if chain.contains(&ep.value) {
-                errs.at(
-                    ep,
-                    format!("{p}.endpoints[{j}]"),
-                    format!("endpoint {:?} appears twice in the chain", ep.value),
-                );
-            }
-            chain.push(ep.value.clone());
-        }
-        routes.push(RouteConfig {
-            name,
-            endpoints: chain,
-        });
+/// hf-inference and OpenAI chat probes name the model in every request.
+fn check_model(e: &RawEndpoint, probe: ProbeKind, p: &str, errs: &mut Errors) {
+    let kind = e.kind.value;
+    let needs_model = matches!(kind, Kind::HfInference)
+        || (kind == Kind::Openai && matches!(probe, ProbeKind::Chat | ProbeKind::ChatStream));
+    if needs_model && e.model.is_none() {
+        errs.at(
+            &e.kind,
+            format!("{p}.model"),
+            format!(
+                "kind {} with probe {} needs a model",
+                kind.as_str(),
+                probe.as_str()
+            ),
+        );
     }
+    if let Some(m) = &e.model
+        && m.value.trim().is_empty()
+    {
+        errs.at(m, format!("{p}.model"), "must not be empty");
+    }
+}
 
-    Config {
-        global,
-        endpoints,
-        routes,
+/// namespace and endpoint_name: required by endpoint-status, which puts them
+/// in the management API path, and refused elsewhere.
+fn check_status_target(e: &RawEndpoint, p: &str, errs: &mut Errors) {
+    let status = e.kind.value == Kind::EndpointStatus;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    for (field, v) in [
+        ("namespace", &e.namespace),
+        ("endpoint_name", &e.endpoint_name),
+    ] {
+        let f = format!("{p}.{field}");
+        match v {
+            None if status => errs.at(&e.kind, f, format!("kind endpoint-status needs {field}")),
+            None => {}
+            Some(s) if !status => errs.at(s, f, "only kind endpoint-status uses this field"),
+            Some(s) if !plain(&s.value) => errs.at(s, f, "must be a plain name ([A-Za-z0-9._-])"),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The endpoint's token and where it came from; at most one source is allowed.
+fn resolve_token(
+    e: &RawEndpoint,
+    p: &str,
+    env: &dyn EnvSource,
+    errs: &mut Errors,
+) -> Option<(Secret, TokenSource)> {
+    match (&e.token_env, &e.token_file) {
+        (Some(a), Some(_)) => {
+            errs.at(
+                a,
+                format!("{p}.token_env"),
+                "set token_env or token_file, not both",
+            );
+            None
+        }
+        (Some(var), None) => token_from_env(var, p, env, errs),
+        (None, Some(file)) => token_from_file(file, p, errs),
+        (None, None) => None,
+    }
+}
+
+fn token_from_env(
+    var: &Spanned<String>,
+    p: &str,
+    env: &dyn EnvSource,
+    errs: &mut Errors,
+) -> Option<(Secret, TokenSource)> {
+    let field = format!("{p}.token_env");
+    match env.var(&var.value) {
+        Some(v) if !v.trim().is_empty() => {
+            return Some((Secret::new(v.trim()), TokenSource::Env(var.value.clone())));
+        }
+        Some(_) => errs.at(
+            var,
+            field,
+            format!("environment variable {} is empty", var.value),
+        ),
+        None => errs.at(
+            var,
+            field,
+            format!("environment variable {} is not set", var.value),
+        ),
+    }
+    None
+}
+
+fn token_from_file(
+    file: &Spanned<PathBuf>,
+    p: &str,
+    errs: &mut Errors,
+) -> Option<(Secret, TokenSource)> {
+    let field = format!("{p}.token_file");
+    let path = file.value.display();
+    match std::fs::read_to_string(&file.value) {
+        Ok(v) if !v.trim().is_empty() => {
+            return Some((Secret::new(v.trim()), TokenSource::File(file.value.clone())));
+        }
+        Ok(_) => errs.at(file, field, format!("{path} is empty")),
+        // io::Error text names the failure kind only, never the file content.
+        Err(err) => errs.at(file, field, format!("cannot read {path}: {}", err.kind())),
+    }
+    None
+}
+
+/// One route (its name is checked by the caller); `endpoints` maps the
+/// valid endpoint names.
+fn resolve_route(
+    r: &RawRoute,
+    p: &str,
+    endpoints: &HashMap<String, u64>,
+    errs: &mut Errors,
+) -> RouteConfig {
+    if r.endpoints.value.is_empty() {
+        errs.at(
+            &r.endpoints,
+            format!("{p}.endpoints"),
+            "a route needs at least one endpoint",
+        );
+    }
+    let mut chain: Vec<String> = Vec::new();
+    for (j, ep) in r.endpoints.value.iter().enumerate() {
+        if !endpoints.contains_key(&ep.value) {
+            errs.at(
+                ep,
+                format!("{p}.endpoints[{j}]"),
+                format!("unknown endpoint {:?}", ep.value),
+            );
+        } else if chain.contains(&ep.value) {
+            errs.at(
+                ep,
+                format!("{p}.endpoints[{j}]"),
+                format!("endpoint {:?} appears twice in the chain", ep.value),
+            );
+        }
+        chain.push(ep.value.clone());
+    }
+    RouteConfig {
+        name: r.name.value.clone(),
+        endpoints: chain,
     }
 }
 
@@ -1055,6 +1169,102 @@ routes:
         assert_eq!(e[0].line, 5, "{e:?}");
         let e = errors("endpoints:\n  - name: [a\n");
         assert_eq!(e[0].line, 2, "{e:?}");
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_position_once() {
+        let err = parse("global:\n  intervall: 5s\n", "c.yml", &env()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.yml:2:3: intervall: unknown field `intervall`, expected one of interval, \
+             timeout, confirm_interval, max_body_bytes, breaker"
+        );
+    }
+
+    #[test]
+    fn flow_mapping_errors_name_the_key_at_the_column() {
+        let e = errors("endpoints:\n  - {name: a, kind: tgi, url: 'http://x', probe: sideways}\n");
+        assert_eq!((e[0].line, e[0].column), (2, 50), "{e:?}");
+        assert_eq!(e[0].field, "probe");
+    }
+
+    #[test]
+    fn key_at_finds_the_key_an_error_sits_under() {
+        assert_eq!(
+            key_at("  interval: 15 parsecs", 13).as_deref(),
+            Some("interval")
+        );
+        assert_eq!(key_at("  - name: x", 3).as_deref(), Some("name"));
+        assert_eq!(
+            key_at("  - {mode: ok, for: 0s}", 21).as_deref(),
+            Some("for")
+        );
+        assert_eq!(
+            key_at("  - {mode: ok, for: 0s}", 11).as_deref(),
+            Some("mode")
+        );
+        assert_eq!(key_at("    url: http://x:80", 20).as_deref(), Some("url"));
+        assert_eq!(key_at("  \"quoted\": 1", 13).as_deref(), Some("quoted"));
+        assert_eq!(key_at("  a b: 1", 7), None);
+        assert_eq!(key_at("  a-b: 1", 7), None);
+        assert_eq!(key_at("  - [a, b]", 5), None);
+    }
+
+    /// Pins the complete output across every section, in order: the split
+    /// of `resolve` into per-section functions must not change a byte.
+    #[test]
+    fn every_section_reports_in_file_order() {
+        let yaml = "global:
+  interval: 0s
+  max_body_bytes: 10
+  breaker:
+    open_duration: 10m
+    max_open_duration: 1m
+endpoints:
+  - name: A
+    kind: http
+  - name: s
+    kind: endpoint-status
+    namespace: 'a b'
+  - name: s
+    kind: tgi
+    url: 'https://u:p@x'
+    probe: embed
+    endpoint_name: e
+    token_env: NOPE
+    token_file: /x
+    timeout: 0s
+    breaker:
+      window: 3
+      min_calls: 4
+routes:
+  - name: r
+    endpoints: []
+  - name: r
+    endpoints: [s, s, A]
+";
+        let err = parse(yaml, "t.yml", &env()).unwrap_err().to_string();
+        let want = [
+            "t.yml:2:13: global.interval: must be greater than zero",
+            "t.yml:3:19: global.max_body_bytes: must be at least 1024",
+            "t.yml:6:24: global.breaker.max_open_duration: must not be shorter than open_duration",
+            "t.yml:8:11: endpoints[0].name: \"A\" must match [a-z0-9_-]+ (it becomes the `endpoint` label)",
+            "t.yml:9:11: endpoints[0].url: kind http needs a url",
+            "t.yml:11:11: endpoints[1].endpoint_name: kind endpoint-status needs endpoint_name",
+            "t.yml:12:16: endpoints[1].namespace: must be a plain name ([A-Za-z0-9._-])",
+            "t.yml:13:11: endpoints[2].name: duplicate endpoint name \"s\" (first defined on line 10)",
+            "t.yml:15:10: endpoints[2].url: credentials in the URL are not allowed; use token_env or token_file",
+            "t.yml:16:12: endpoints[2].probe: kind tgi does not support probe embed; use one of: generate, health, chat, chat_stream",
+            "t.yml:17:20: endpoints[2].endpoint_name: only kind endpoint-status uses this field",
+            "t.yml:18:16: endpoints[2].token_env: set token_env or token_file, not both",
+            "t.yml:20:14: endpoints[2].timeout: must be greater than zero",
+            "t.yml:23:18: endpoints[2].breaker.min_calls: 4 exceeds window 3: the failure rate could never trip",
+            "t.yml:26:16: routes[0].endpoints: a route needs at least one endpoint",
+            "t.yml:27:11: routes[1].name: duplicate route name \"r\" (first defined on line 25)",
+            "t.yml:28:20: routes[1].endpoints[1]: endpoint \"s\" appears twice in the chain",
+            "t.yml:28:23: routes[1].endpoints[2]: unknown endpoint \"A\"",
+        ];
+        assert_eq!(err, want.join("\n"));
     }
 
     #[test]

@@ -13,57 +13,85 @@
 //!       - {mode: {status: 503}, for: 10s, note: "the primary fails"}
 //! ```
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 use tokio::sync::mpsc;
 
 use super::{Mode, Protocol, Sim, VirtualSpec};
-use crate::config::HumanDuration;
+use crate::config::{Errors, FieldError, HumanDuration, render_errors, syntax_error};
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug)]
 pub struct Scenario {
     pub endpoints: Vec<ScenarioEndpoint>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug)]
 pub struct ScenarioEndpoint {
     /// Path prefix: the endpoint is served under `/{name}/`.
     pub name: String,
     pub protocol: Protocol,
     /// Model id the endpoint reports and serves.
-    #[serde(default = "default_model")]
     pub model: String,
     /// Bearer token inference routes require.
-    #[serde(default)]
     pub api_key: Option<String>,
     /// hf-inference: answer as a feature-extraction model.
-    #[serde(default)]
     pub embedding: Option<bool>,
     /// Repeat the timeline; false keeps the last step's mode.
-    #[serde(default = "default_loop", rename = "loop")]
     pub repeat: bool,
     /// Mode when there is no timeline.
-    #[serde(default)]
     pub mode: Option<Mode>,
-    #[serde(default)]
     pub timeline: Vec<Step>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug)]
 pub struct Step {
     pub mode: Mode,
-    #[serde(rename = "for")]
     pub duration: HumanDuration,
     /// Printed when the step begins (the demo shows it).
-    #[serde(default)]
     pub note: Option<String>,
+}
+
+// The file as written: the types above plus the positions that semantic
+// errors point at.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: Spanned<String>,
+    protocol: Protocol,
+    #[serde(default = "default_model")]
+    model: String,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    embedding: Option<bool>,
+    #[serde(default = "default_loop", rename = "loop")]
+    repeat: bool,
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    timeline: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    mode: Mode,
+    #[serde(rename = "for")]
+    duration: Spanned<HumanDuration>,
+    #[serde(default)]
+    note: Option<String>,
 }
 
 fn default_model() -> String {
@@ -78,12 +106,11 @@ fn default_loop() -> bool {
 pub enum ScenarioError {
     #[error("{0}: cannot read scenario: {1}")]
     Read(String, std::io::Error),
-    #[error("{origin}:{line}:{column}: {message}")]
+    /// Every problem found, each as `origin:line:column: field: message`.
+    #[error("{}", render_errors(origin, errors))]
     Invalid {
         origin: String,
-        line: u64,
-        column: u64,
-        message: String,
+        errors: Vec<FieldError>,
     },
 }
 
@@ -95,53 +122,24 @@ impl Scenario {
         Scenario::parse(&text, &origin)
     }
 
+    /// Parse YAML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        let invalid = |line, column, message: String| ScenarioError::Invalid {
+        let invalid = |errors| ScenarioError::Invalid {
             origin: origin.to_string(),
-            line,
-            column,
-            message,
+            errors,
         };
-        let s: Scenario = serde_saphyr::from_str(text).map_err(|e| {
-            let (l, c) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
-            invalid(l, c, e.without_snippet().to_string())
-        })?;
-        let mut seen = HashSet::new();
-        for (i, e) in s.endpoints.iter().enumerate() {
-            let ok = !e.name.is_empty()
-                && !e.name.starts_with('_')
-                && e.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !ok {
-                return Err(invalid(
-                    0,
-                    0,
-                    format!(
-                        "endpoints[{i}].name {:?}: use [A-Za-z0-9_-], not starting with _",
-                        e.name
-                    ),
-                ));
-            }
-            if !seen.insert(e.name.clone()) {
-                return Err(invalid(
-                    0,
-                    0,
-                    format!("endpoints[{i}].name: duplicate {:?}", e.name),
-                ));
-            }
-            if e.timeline.iter().any(|s| s.duration.0.is_zero()) {
-                return Err(invalid(
-                    0,
-                    0,
-                    format!("endpoints[{i}].timeline: every step needs a duration above zero"),
-                ));
-            }
-        }
-        Ok(s)
+        let raw: RawScenario =
+            serde_saphyr::from_str(text).map_err(|e| invalid(vec![syntax_error(&e, text)]))?;
+        let mut errs = Errors::new();
+        check(&raw, &mut errs);
+        errs.finish().map_err(invalid)?;
+        Ok(Scenario {
+            endpoints: raw
+                .endpoints
+                .into_iter()
+                .map(ScenarioEndpoint::from)
+                .collect(),
+        })
     }
 
     /// Start a simulator playing this scenario. Step notes go to `notes`.
@@ -209,6 +207,67 @@ impl Scenario {
     }
 }
 
+/// Names must be unique and usable as a path prefix (a leading `_` is the
+/// simulator's own `/_sim/`); steps must take time, or a loop would spin.
+fn check(raw: &RawScenario, errs: &mut Errors) {
+    let mut seen: HashMap<&str, u64> = HashMap::new();
+    for (i, e) in raw.endpoints.iter().enumerate() {
+        let name = &e.name.value;
+        let ok = !name.is_empty()
+            && !name.starts_with('_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            errs.at(
+                &e.name,
+                format!("endpoints[{i}].name"),
+                format!("{name:?}: use [A-Za-z0-9_-], not starting with _"),
+            );
+        } else if let Some(first) = seen.get(name.as_str()) {
+            errs.at(
+                &e.name,
+                format!("endpoints[{i}].name"),
+                format!("duplicate {name:?} (first defined on line {first})"),
+            );
+        } else {
+            seen.insert(name, e.name.referenced.line());
+        }
+        for (j, step) in e.timeline.iter().enumerate() {
+            if step.duration.value.0.is_zero() {
+                errs.at(
+                    &step.duration,
+                    format!("endpoints[{i}].timeline[{j}].for"),
+                    "a step needs a duration above zero",
+                );
+            }
+        }
+    }
+}
+
+impl From<RawEndpoint> for ScenarioEndpoint {
+    fn from(e: RawEndpoint) -> Self {
+        ScenarioEndpoint {
+            name: e.name.value,
+            protocol: e.protocol,
+            model: e.model,
+            api_key: e.api_key,
+            embedding: e.embedding,
+            repeat: e.repeat,
+            mode: e.mode,
+            timeline: e
+                .timeline
+                .into_iter()
+                .map(|s| Step {
+                    mode: s.mode,
+                    duration: s.duration.value,
+                    note: s.note,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,10 +325,136 @@ endpoints:
         assert!(!s.endpoints[2].repeat);
     }
 
+    /// The rendered error lines for a scenario that must not parse.
+    fn errors(yaml: &str) -> Vec<String> {
+        match Scenario::parse(yaml, "s.yml") {
+            Ok(_) => panic!("expected an error for:\n{yaml}"),
+            Err(e) => e.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+
+    const HEAD: &str = "endpoints:\n  - name: a\n    protocol: tgi\n";
+
     #[test]
-    fn errors_name_the_line() {
-        let e = Scenario::parse("endpoints:\n  - name: a\n    protocol: tgi\n    timeline:\n      - {mode: sideways, for: 1s}\n", "s.yml").unwrap_err();
-        assert!(e.to_string().starts_with("s.yml:5:"), "{e}");
+    fn yaml_syntax_errors_name_line_and_column() {
+        let e = errors(&format!(
+            "{HEAD}    timeline:\n      - {{mode: ok, for: 1s\n"
+        ));
+        assert_eq!(e, ["s.yml:5:9: mode: unclosed bracket '{'"]);
+        let e = errors(&format!("{HEAD}    model: x: y\n"));
+        assert_eq!(
+            e,
+            ["s.yml:4:13: model: mapping values are not allowed in this context"]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_name_line_column_and_field() {
+        let e = errors("endpoints:\n  - name: a\n    protocl: tgi\n");
+        assert_eq!(
+            e,
+            [
+                "s.yml:3:5: protocl: unknown field `protocl`, expected one of name, protocol, \
+              model, api_key, embedding, loop, mode, timeline"
+            ]
+        );
+        let e = errors(&format!(
+            "{HEAD}    timeline:\n      - {{mode: ok, for: 1s, bogus: 2}}\n"
+        ));
+        assert_eq!(
+            e,
+            ["s.yml:5:29: bogus: unknown field `bogus`, expected one of mode, for, note"]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_line_column_and_field() {
+        let e = errors(&format!(
+            "{HEAD}    timeline:\n      - {{mode: sideways, for: 1s}}\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("s.yml:5:16: mode: unknown variant `sideways`"),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{HEAD}    timeline:\n      - {{mode: {{status: abc}}, for: 1s}}\n"
+        ));
+        assert_eq!(e, ["s.yml:5:25: status: invalid u16"]);
+        let e = errors(&format!(
+            "{HEAD}    timeline:\n      - {{mode: ok, for: 1 parsec}}\n"
+        ));
+        assert!(
+            e[0].starts_with("s.yml:5:25: for: invalid duration \"1 parsec\""),
+            "{e:?}"
+        );
+        let e = errors("endpoints:\n  - name: a\n    protocol: grpc\n");
+        assert!(
+            e[0].starts_with("s.yml:3:15: protocol: unknown variant `grpc`"),
+            "{e:?}"
+        );
+        let e = errors(&format!("{HEAD}    loop: maybe\n"));
+        assert_eq!(e, ["s.yml:4:11: loop: invalid boolean"]);
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_positions() {
+        let yaml = "endpoints:
+  - name: a
+    protocol: tgi
+  - {name: a, protocol: tei}
+  - name: _sim
+    protocol: tgi
+    timeline:
+      - {mode: ok, for: 0s}
+      - mode: hang
+        for: 0ms
+  - name: a/b
+    protocol: tei
+";
+        assert_eq!(
+            errors(yaml),
+            [
+                "s.yml:4:12: endpoints[1].name: duplicate \"a\" (first defined on line 2)",
+                "s.yml:5:11: endpoints[2].name: \"_sim\": use [A-Za-z0-9_-], not starting with _",
+                "s.yml:8:25: endpoints[2].timeline[0].for: a step needs a duration above zero",
+                "s.yml:10:14: endpoints[2].timeline[1].for: a step needs a duration above zero",
+                "s.yml:11:11: endpoints[3].name: \"a/b\": use [A-Za-z0-9_-], not starting with _",
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_names_point_at_the_first_definition() {
+        let e = errors(&format!(
+            "{HEAD}  - {{name: a, protocol: tei}}\n  - {{name: a, protocol: tgi}}\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "s.yml:4:12: endpoints[1].name: duplicate \"a\" (first defined on line 2)",
+                "s.yml:5:12: endpoints[2].name: duplicate \"a\" (first defined on line 2)",
+            ]
+        );
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.yml");
+        std::fs::write(
+            &path,
+            format!("{HEAD}    timeline:\n      - {{mode: ok, for: 0s}}\n"),
+        )
+        .unwrap();
+        let e = Scenario::load(&path).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}:5:25: endpoints[0].timeline[0].for: a step needs a duration above zero",
+                path.display()
+            )
+        );
     }
 
     #[test]
