@@ -518,12 +518,14 @@ fn check_name(
             field,
             format!("{v:?} must match [a-z0-9_-]+ (it becomes the `{label}` label)"),
         );
-    } else if let Some(first) = seen.insert(v.clone(), name.referenced.line()) {
+    } else if let Some(&first) = seen.get(v) {
         errs.at(
             name,
             field,
             format!("duplicate {label} name {v:?} (first defined on line {first})"),
         );
+    } else {
+        seen.insert(v.clone(), name.referenced.line());
     }
 }
 
@@ -1212,6 +1214,21 @@ routes:
 
     /// Pins the complete output across every section, in order: the split
     /// of `resolve` into per-section functions must not change a byte.
+    #[test]
+    fn a_third_copy_of_a_name_points_at_the_first() {
+        let e = errors(
+            "endpoints:\n  - {name: a, kind: http, url: 'http://h'}\n  - {name: a, kind: http, url: 'http://h'}\n  - {name: a, kind: http, url: 'http://h'}\n",
+        );
+        let messages: Vec<(u64, &str)> = e.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(
+            messages,
+            [
+                (3, "duplicate endpoint name \"a\" (first defined on line 2)"),
+                (4, "duplicate endpoint name \"a\" (first defined on line 2)"),
+            ]
+        );
+    }
+
     #[test]
     fn every_section_reports_in_file_order() {
         let yaml = "global:
