@@ -72,9 +72,32 @@ macro_rules! label_enum {
 
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
-                $name::from_label(&s)
-                    .ok_or_else(|| serde::de::Error::unknown_variant(&s, &$name::LABELS))
+                // Read as an enum of unit variants, the way a derived
+                // Deserialize does: the deserializer then knows where the
+                // variant name is, and the config names its line and column.
+                struct Variant;
+                impl<'de> serde::de::DeserializeSeed<'de> for Variant {
+                    type Value = $name;
+                    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<$name, D::Error> {
+                        d.deserialize_identifier(Visitor)
+                    }
+                }
+                struct Visitor;
+                impl<'de> serde::de::Visitor<'de> for Visitor {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(f, "one of {}", $name::LABELS.join(", "))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$name, E> {
+                        $name::from_label(s).ok_or_else(|| E::unknown_variant(s, &$name::LABELS))
+                    }
+                    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<$name, A::Error> {
+                        let (value, rest) = data.variant_seed(Variant)?;
+                        serde::de::VariantAccess::unit_variant(rest)?;
+                        Ok(value)
+                    }
+                }
+                d.deserialize_enum(stringify!($name), &$name::LABELS, Visitor)
             }
         }
     };

@@ -76,7 +76,11 @@ fn no_function_outside_tests_is_longer_than_the_limit() {
         }
     }
     assert!(seen > 200, "the scan found only {seen} functions");
-    assert!(long.is_empty(), "longer than {LIMIT} lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "longer than {LIMIT} lines:\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]
