@@ -101,7 +101,7 @@ impl Mode {
         match self {
             Mode::Flapping { period, fault } => {
                 let half = (period.0 / 2).max(Duration::from_millis(1));
-                if (elapsed.as_nanos() / half.as_nanos()) % 2 == 0 {
+                if (elapsed.as_nanos() / half.as_nanos()).is_multiple_of(2) {
                     &Mode::Ok
                 } else {
                     fault.at(elapsed)
