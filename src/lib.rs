@@ -14,5 +14,3 @@ pub mod route;
 pub mod schedule;
 pub mod secret;
 pub mod sim;
-#[doc(hidden)]
-pub mod testkit;
