@@ -1,10 +1,16 @@
 //! The real binary: check-config, startup refusal on a bad config, SIGHUP
 //! reload, SIGTERM shutdown, and no token anywhere it writes or serves.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hfbreaker::sim::{Mode, Protocol, VirtualSpec};
 use testkit::*;
+
+/// The binary, for one-shot runs.
+fn hfbreaker() -> Command {
+    testkit::binary!().command()
+}
 
 const TOKEN: &str = "hf_TESTTOKENdoNotLeak8f3a2b";
 const ADMIN: &str = "adm_TOKENdoNotLeak77c1";
@@ -18,12 +24,7 @@ fn check_config_reports_every_error_with_file_line_and_field() {
         "endpoints:\n  - name: a\n    kind: tgi\n    url: http://127.0.0.1:1\n    token_env: HFB_SURELY_UNSET_VAR\n  - name: a\n    kind: tei\n    url: http://127.0.0.1:1\nroutes:\n  - name: r\n    endpoints: [a, ghost]\n",
     )
     .unwrap();
-    let out = testkit::binary!()
-        .command()
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = hfbreaker().arg("check-config").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let path = bad.display().to_string();
@@ -40,8 +41,7 @@ fn check_config_reports_every_error_with_file_line_and_field() {
 
     let typo = dir.path().join("typo.yml");
     std::fs::write(&typo, "global:\n  intervall: 5s\n").unwrap();
-    let out = testkit::binary!()
-        .command()
+    let out = hfbreaker()
         .args(["check-config"])
         .arg(&typo)
         .output()
@@ -62,12 +62,7 @@ fn check_config_reports_every_error_with_file_line_and_field() {
         "endpoints:\n  - {name: a, kind: tgi, url: 'http://127.0.0.1:1'}\n",
     )
     .unwrap();
-    let out = testkit::binary!()
-        .command()
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = hfbreaker().arg("check-config").arg(&good).output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -77,8 +72,7 @@ fn check_config_reports_every_error_with_file_line_and_field() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid (1 endpoints, 0 routes)"));
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hfbreaker.yml");
-    let out = testkit::binary!()
-        .command()
+    let out = hfbreaker()
         .arg("check-config")
         .arg(example)
         .env("HF_TOKEN", "hf_x")
@@ -97,8 +91,7 @@ fn daemon_refuses_to_start_on_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yml");
     std::fs::write(&bad, "global:\n  timeout: soon\n").unwrap();
-    let out = testkit::binary!()
-        .command()
+    let out = hfbreaker()
         .arg(format!("--config.file={}", bad.display()))
         .arg("--web.listen-address=127.0.0.1:0")
         .output()
@@ -113,8 +106,7 @@ fn daemon_refuses_to_start_on_a_bad_config() {
     );
     assert!(!err.contains("listening"), "no port bound for a bad config");
 
-    let out = testkit::binary!()
-        .command()
+    let out = hfbreaker()
         .arg(format!("--config.file={}", bad.display()))
         .arg("--log.format=json")
         .output()
