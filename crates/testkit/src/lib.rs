@@ -11,7 +11,7 @@
 //! - [`Scrape`]: the one parser of the `/metrics` text.
 //! - [`Webhook`], [`query`], [`wait_http_ok`]: talking to Prometheus and
 //!   Alertmanager.
-//! - [`find_tool`], [`require_tool`], [`free_port`]; [`procfs`] and [`bench`]
+//! - [`find_tool`], [`require_tool`], [`free_port`]; [`procfs`] and [`bench`](mod@bench)
 //!   for the process-level benchmarks.
 
 pub mod bench;
