@@ -3,12 +3,12 @@
 //! `open` on /metrics, and fault end to `closed`, 20 trials per fault kind
 //! with a random onset, all side by side.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hfbreaker::sim::{Mode, Protocol, Sim, VirtualSpec};
+use testkit::bench::{guard, median};
+use testkit::{Scrape, TestDaemon, sim};
 
 const TRIALS: usize = 20;
 
@@ -22,21 +22,14 @@ enum Fault {
     Hang,
 }
 
-fn state(text: &str) -> Option<&'static str> {
-    ["closed", "open", "half_open"].into_iter().find(|s| {
-        text.lines().any(|l| {
-            l.starts_with("hfbreaker_circuit_state{")
-                && l.contains(&format!("state=\"{s}\""))
-                && l.ends_with(" 1")
-        })
-    })
-}
-
-async fn scrape(client: &reqwest::Client, addr: SocketAddr) -> String {
-    match client.get(format!("http://{addr}/metrics")).send().await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
+/// `/metrics`, or nothing when the daemon does not answer.
+async fn scrape(client: &reqwest::Client, addr: SocketAddr) -> Scrape {
+    Scrape(
+        match client.get(format!("http://{addr}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        },
+    )
 }
 
 async fn wait_state(
@@ -44,12 +37,12 @@ async fn wait_state(
     addr: SocketAddr,
     want: &str,
     limit: Duration,
-) -> (Instant, String) {
+) -> (Instant, Scrape) {
     let start = Instant::now();
     loop {
-        let text = scrape(client, addr).await;
-        if state(&text) == Some(want) {
-            return (Instant::now(), text);
+        let m = scrape(client, addr).await;
+        if m.state("t") == Some(want) {
+            return (Instant::now(), m);
         }
         assert!(start.elapsed() < limit, "{want} not reached in {limit:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -59,15 +52,14 @@ async fn wait_state(
 /// (onset to open, end to closed, the open period in force)
 async fn trial(fault: Fault) -> Trial {
     let spec = vec![("t".to_string(), VirtualSpec::new(Protocol::Tgi, "m"))];
-    let mut sim = Sim::start("127.0.0.1:0".parse().unwrap(), spec.clone())
-        .await
-        .unwrap();
+    let mut sim = sim(vec![("t", VirtualSpec::new(Protocol::Tgi, "m"))]).await;
     let sim_addr = sim.addr();
-    let (daemon, addr) = hfbreaker::testkit::serve_daemon(&format!(
+    let daemon = TestDaemon::start(&format!(
         "endpoints:\n  - {{name: t, kind: tgi, url: {}, probe: generate}}\n",
         sim.url("t")
     ))
     .await;
+    let addr = daemon.addr;
     let client = reqwest::Client::new();
     tokio::time::sleep(Duration::from_secs(20) + Duration::from_secs_f64(15.0 * fastrand::f64()))
         .await;
@@ -77,9 +69,7 @@ async fn trial(fault: Fault) -> Trial {
         Fault::Refused => {
             sim.shutdown().await;
             // keep a placeholder so the type checks; recreated below
-            sim = Sim::start("127.0.0.1:0".parse().unwrap(), vec![])
-                .await
-                .unwrap();
+            sim = testkit::sim(vec![]).await;
         }
         Fault::Http5xx => {
             sim.set_mode("t", Mode::Status(500));
@@ -88,12 +78,13 @@ async fn trial(fault: Fault) -> Trial {
             sim.set_mode("t", Mode::Hang);
         }
     }
-    let (opened, text) = wait_state(&client, addr, "open", Duration::from_secs(120)).await;
+    let (opened, m) = wait_state(&client, addr, "open", Duration::from_secs(120)).await;
     let detect = (opened - onset).as_secs_f64();
-    let open_period = text
-        .lines()
-        .find(|l| l.starts_with("hfbreaker_circuit_open_duration_seconds{"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    let open_period = m
+        .get(
+            "hfbreaker_circuit_open_duration_seconds",
+            &[("endpoint", "t")],
+        )
         .unwrap_or(f64::NAN);
     // The fault ends a few seconds after the trip.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -114,13 +105,13 @@ async fn trial(fault: Fault) -> Trial {
     }
     let (closed, _) = wait_state(&client, addr, "closed", Duration::from_secs(180)).await;
     let recover = (closed - end).as_secs_f64();
-    daemon.stop();
+    daemon.shutdown().await;
     sim.shutdown().await;
     (detect, recover, open_period)
 }
 
 fn main() {
-    if !common::guard("detection") {
+    if !guard("detection", "see bench/run-all") {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -165,10 +156,10 @@ fn main() {
         };
         println!(
             "| {f:?} | {:.1} s ({:.1}–{:.1}) | {target} | {:.1} s ({:.1}) | {} |",
-            common::median(d.clone()),
+            median(d.clone()),
             d.iter().cloned().fold(f64::INFINITY, f64::min),
             d.iter().cloned().fold(0.0, f64::max),
-            common::median(rec.clone()),
+            median(rec.clone()),
             rec.iter().cloned().fold(0.0, f64::max),
             if slack.iter().all(|s| *s >= 0.0) {
                 "met in every trial"

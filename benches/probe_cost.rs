@@ -3,49 +3,56 @@
 //! blackbox_exporter driven at the same rate through /probe, and wrk's client
 //! CPU per request as the floor.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use testkit::bench::{curl, endpoints_config, guard};
+use testkit::procfs::{children_cpu, cpu_seconds};
+use testkit::{Binary, Scrape, find_tool, start_blackbox, wait_http_ok};
 
 const RATE: u64 = 2_000;
 const MEASURE: Duration = Duration::from_secs(30);
+/// One healthy TGI endpoint `t` to probe.
+const TARGET: &str = "endpoints:\n  - {name: t, protocol: tgi}\n";
 
-fn probes_total(addr: &str) -> f64 {
-    let (text, _) = get(&format!("http://{addr}/metrics"));
-    sum(&text, "hfbreaker_probes_total", &["result=\"success\""])
-        + sum(&text, "hfbreaker_probes_total", &["result=\"failure\""])
+fn probes_total(base: &str) -> f64 {
+    let (text, _) = curl(&format!("{base}/metrics"));
+    let m = Scrape(text);
+    m.sum("hfbreaker_probes_total", &[("result", "success")])
+        + m.sum("hfbreaker_probes_total", &[("result", "failure")])
 }
 
-fn hfbreaker_cost(target: &str) -> (f64, f64) {
+fn hfbreaker_cost(bin: &Binary, target: &str) -> (f64, f64) {
     // 2,000 endpoints probed once a second: 2,000 probes/s.
-    let d = spawn_daemon(&endpoints_config(
-        RATE as usize,
-        &format!("http://{target}/t/health"),
-        "1s",
-        "  timeout: 5s\n",
-    ));
+    let d = bin.daemon(
+        &endpoints_config(
+            RATE as usize,
+            &format!("http://{target}/t/health"),
+            "1s",
+            "  timeout: 5s\n",
+        ),
+        &["--log.level=warn"],
+        &[],
+    );
     std::thread::sleep(Duration::from_secs(5));
-    let (p0, c0) = (probes_total(&d.addr), cpu_seconds(d.pid()));
+    let (p0, c0) = (probes_total(&d.base()), cpu_seconds(d.pid()));
     std::thread::sleep(MEASURE);
-    let (p1, c1) = (probes_total(&d.addr), cpu_seconds(d.pid()));
+    let (p1, c1) = (probes_total(&d.base()), cpu_seconds(d.pid()));
     let probes = p1 - p0;
     ((c1 - c0) / probes * 1e6, probes / MEASURE.as_secs_f64())
 }
 
 fn blackbox_cost(bin: &std::path::Path, target: &str) -> (f64, f64) {
-    let bb = hfbreaker::testkit::start_blackbox(
+    let bb = start_blackbox(
         bin,
         "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n",
     )
     .unwrap();
-    let pid = bb_pid(bb.port);
+    let pid = bb.pid();
     let url = format!(
-        "http://127.0.0.1:{}/probe?module=http_2xx&target=http://{target}/t/health",
-        bb.port
+        "{}/probe?module=http_2xx&target=http://{target}/t/health",
+        bb.base()
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -54,13 +61,7 @@ fn blackbox_cost(bin: &std::path::Path, target: &str) -> (f64, f64) {
         .unwrap();
     let done = Arc::new(AtomicU64::new(0));
     rt.block_on(async {
-        assert!(
-            hfbreaker::testkit::wait_http_ok(
-                &format!("http://127.0.0.1:{}/-/healthy", bb.port),
-                Duration::from_secs(10)
-            )
-            .await
-        );
+        assert!(wait_http_ok(&format!("{}/-/healthy", bb.base()), Duration::from_secs(10)).await);
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()
@@ -96,29 +97,8 @@ fn blackbox_cost(bin: &std::path::Path, target: &str) -> (f64, f64) {
     })
 }
 
-/// The blackbox_exporter process listening on `port`.
-fn bb_pid(port: u16) -> u32 {
-    let start = Instant::now();
-    loop {
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmd.contains("blackbox") && cmd.contains(&format!("127.0.0.1:{port}")) {
-                return pid;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "blackbox_exporter not found"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn wrk_floor(target: &str) -> Option<(f64, f64)> {
-    let wrk = hfbreaker::testkit::find_tool(&["wrk"])?;
+    let wrk = find_tool(&["wrk"])?;
     let before = children_cpu();
     let out = std::process::Command::new(wrk)
         .args(["-t1", "-c16", "-d10s", &format!("http://{target}/t/health")])
@@ -136,22 +116,17 @@ fn wrk_floor(target: &str) -> Option<(f64, f64)> {
     Some((cpu / requests * 1e6, requests / 10.0))
 }
 
-fn children_cpu() -> f64 {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
-
 fn main() {
-    if !guard("probe_cost") {
+    if !guard("probe_cost", "see bench/run-all") {
         return;
     }
-    let target = spawn_target();
-    let (hf, hf_rate) = hfbreaker_cost(&target.addr);
-    let bb = hfbreaker::testkit::find_tool(&["prometheus-blackbox-exporter", "blackbox_exporter"])
-        .map(|b| blackbox_cost(&b, &target.addr));
-    let floor = wrk_floor(&target.addr);
+    let bin = testkit::binary!();
+    let target = bin.simulate(TARGET);
+    let target_addr = target.addr.to_string();
+    let (hf, hf_rate) = hfbreaker_cost(&bin, &target_addr);
+    let bb = find_tool(&["prometheus-blackbox-exporter", "blackbox_exporter"])
+        .map(|b| blackbox_cost(&b, &target_addr));
+    let floor = wrk_floor(&target_addr);
     println!(
         "\nCPU per probe, {RATE} probes/s against a local target (the target's CPU not counted), {} s",
         MEASURE.as_secs()

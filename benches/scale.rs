@@ -1,48 +1,54 @@
 //! 10,000 endpoints at a 10 s interval for 2 minutes, scraped every 5 s:
 //! RSS, probe start lateness, skipped probes, and /metrics render time.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use testkit::Scrape;
+use testkit::bench::{curl, endpoints_config, guard, median};
+use testkit::procfs::rss_bytes;
 
 const N: usize = 10_000;
 const RUN: Duration = Duration::from_secs(120);
+/// One healthy TGI endpoint `t` to probe.
+const TARGET: &str = "endpoints:\n  - {name: t, protocol: tgi}\n";
 
 fn main() {
-    if !guard("scale") {
+    if !guard("scale", "see bench/run-all") {
         return;
     }
-    let target = spawn_target();
-    let url = format!("http://{}/t/health", target.addr);
-    let d = spawn_daemon(&endpoints_config(N, &url, "10s", "  timeout: 5s\n"));
-    let metrics = format!("http://{}/metrics", d.addr);
+    let bin = testkit::binary!();
+    let target = bin.simulate(TARGET);
+    let url = format!("{}/t/health", target.base());
+    let d = bin.daemon(
+        &endpoints_config(N, &url, "10s", "  timeout: 5s\n"),
+        &["--log.level=warn"],
+        &[],
+    );
+    let metrics = format!("{}/metrics", d.base());
     let start = Instant::now();
     let mut renders = Vec::new();
     let mut rss_max = 0u64;
     let mut last = String::new();
     while start.elapsed() < RUN {
         std::thread::sleep(Duration::from_secs(5));
-        let (text, took) = get(&metrics);
+        let (text, took) = curl(&metrics);
         renders.push(took.as_secs_f64());
         rss_max = rss_max.max(rss_bytes(d.pid()));
         last = text;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let lateness_count = sum(&last, "hfbreaker_scheduler_lateness_seconds_count", &[]);
-    let within_50ms = sum(
-        &last,
+    let last = Scrape(last);
+    let lateness_count = last.sum("hfbreaker_scheduler_lateness_seconds_count", &[]);
+    let within_50ms = last.sum(
         "hfbreaker_scheduler_lateness_seconds_bucket",
-        &["le=\"0.05\""],
+        &[("le", "0.05")],
     );
-    let within_10ms = sum(
-        &last,
+    let within_10ms = last.sum(
         "hfbreaker_scheduler_lateness_seconds_bucket",
-        &["le=\"0.01\""],
+        &[("le", "0.01")],
     );
-    let per_ep = per_endpoint(&last, "hfbreaker_probes_total", "result=\"success\"");
-    let failures = sum(&last, "hfbreaker_probes_total", &["result=\"failure\""]);
+    let per_ep = last.values("hfbreaker_probes_total", &[("result", "success")]);
+    let failures = last.sum("hfbreaker_probes_total", &[("result", "failure")]);
     let min_probes = per_ep.iter().cloned().fold(f64::INFINITY, f64::min);
     // Each endpoint starts within its first interval, then every 10 s.
     let expected_min = (elapsed / 10.0).floor() - 1.0;
@@ -77,5 +83,5 @@ fn main() {
         1000.0 * median(renders),
         1000.0 * r.last().unwrap()
     );
-    println!("| /metrics size | {:.1} MB | |", last.len() as f64 / 1e6);
+    println!("| /metrics size | {:.1} MB | |", last.0.len() as f64 / 1e6);
 }

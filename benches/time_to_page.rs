@@ -8,9 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use hfbreaker::sim::{Mode, Protocol, Sim, VirtualSpec};
-use hfbreaker::testkit::{
-    Webhook, find_tool, query, start_alertmanager, start_blackbox, start_prometheus, wait_http_ok,
+use hfbreaker::sim::{Mode, Protocol, VirtualSpec};
+use testkit::bench::{guard, median};
+use testkit::{
+    TestDaemon, Webhook, find_tool, query, sim, start_alertmanager, start_blackbox,
+    start_prometheus, wait_http_ok,
 };
 
 const TRIALS: usize = 5;
@@ -72,18 +74,14 @@ async fn wait_scraped(prom: &str, expr: &str) {
 
 /// One outage: (hfbreaker delay, blackbox delay) from onset to the webhook.
 async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
-    let sim = Sim::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![("primary".into(), VirtualSpec::new(Protocol::Tgi, "m"))],
-    )
-    .await
-    .unwrap();
+    let sim = sim(vec![("primary", VirtualSpec::new(Protocol::Tgi, "m"))]).await;
     // hfbreaker with its default timings (15 s interval, 1 s confirmations, 5 failures).
-    let (daemon, daemon_addr) = hfbreaker::testkit::serve_daemon(&format!(
+    let daemon = TestDaemon::start(&format!(
         "endpoints:\n  - {{name: primary, kind: tgi, url: {}, probe: generate}}\nroutes:\n  - {{name: assistant, endpoints: [primary]}}\n",
         sim.url("primary")
     ))
     .await;
+    let daemon_addr = daemon.addr;
     let hf_hook = Webhook::start().await.unwrap();
     let bb_hook = Webhook::start().await.unwrap();
     let hf_am = start_alertmanager(&t.alertmanager, &am_config(&hf_hook)).unwrap();
@@ -91,7 +89,7 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
     let hf_prom = start_prometheus(
         &t.prometheus,
         &prom_config(
-            hf_am.port,
+            hf_am.port(),
             "hfbreaker.rules.yml",
             &format!(
                 "  - job_name: hfbreaker\n    static_configs:\n      - targets: ['{daemon_addr}']\n"
@@ -117,7 +115,7 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
     let bb_prom = start_prometheus(
         &t.prometheus,
         &prom_config(
-            bb_am.port,
+            bb_am.port(),
             "blackbox.rules.yml",
             &format!(
                 "  - job_name: blackbox
@@ -131,7 +129,7 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
       - {{target_label: __address__, replacement: '127.0.0.1:{}'}}
 ",
                 sim.url("primary"),
-                bb.port
+                bb.port()
             ),
         ),
         &[&bb_rules],
@@ -171,24 +169,13 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
         hf.as_secs_f64(),
         bbd.as_secs_f64()
     );
-    daemon.stop();
+    daemon.shutdown().await;
     sim.shutdown().await;
     (hf, bbd)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("time_to_page: run with `cargo bench --bench time_to_page` or bench/time-to-page");
+    if !guard("time_to_page", "or bench/time-to-page") {
         return;
     }
     let tool = |names: &[&str]| {

@@ -17,6 +17,4 @@ pub mod schedule;
 pub mod secret;
 pub mod signal;
 pub mod sim;
-#[doc(hidden)]
-pub mod testkit;
 pub mod tier;

@@ -1,17 +1,17 @@
 //! The real binary: check-config, startup refusal on a bad config, SIGHUP
 //! reload, SIGTERM shutdown, and no token anywhere it writes or serves.
 
-mod common;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
 use hfbreaker::sim::{Mode, Protocol, VirtualSpec};
+use testkit::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hfbreaker");
+/// The binary, for one-shot runs.
+fn hfbreaker() -> Command {
+    testkit::binary!().command()
+}
+
 const TOKEN: &str = "hf_TESTTOKENdoNotLeak8f3a2b";
 const ADMIN: &str = "adm_TOKENdoNotLeak77c1";
 
@@ -24,11 +24,7 @@ fn check_config_reports_every_error_with_file_line_and_field() {
         "endpoints:\n  - name: a\n    kind: tgi\n    url: http://127.0.0.1:1\n    token_env: HFB_SURELY_UNSET_VAR\n  - name: a\n    kind: tei\n    url: http://127.0.0.1:1\nroutes:\n  - name: r\n    endpoints: [a, ghost]\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = hfbreaker().arg("check-config").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let path = bad.display().to_string();
@@ -45,7 +41,7 @@ fn check_config_reports_every_error_with_file_line_and_field() {
 
     let typo = dir.path().join("typo.yml");
     std::fs::write(&typo, "global:\n  intervall: 5s\n").unwrap();
-    let out = Command::new(BIN)
+    let out = hfbreaker()
         .args(["check-config"])
         .arg(&typo)
         .output()
@@ -66,11 +62,7 @@ fn check_config_reports_every_error_with_file_line_and_field() {
         "endpoints:\n  - {name: a, kind: tgi, url: 'http://127.0.0.1:1'}\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = hfbreaker().arg("check-config").arg(&good).output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -80,7 +72,7 @@ fn check_config_reports_every_error_with_file_line_and_field() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid (1 endpoints, 0 routes)"));
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hfbreaker.yml");
-    let out = Command::new(BIN)
+    let out = hfbreaker()
         .arg("check-config")
         .arg(example)
         .env("HF_TOKEN", "hf_x")
@@ -99,7 +91,7 @@ fn daemon_refuses_to_start_on_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yml");
     std::fs::write(&bad, "global:\n  timeout: soon\n").unwrap();
-    let out = Command::new(BIN)
+    let out = hfbreaker()
         .arg(format!("--config.file={}", bad.display()))
         .arg("--web.listen-address=127.0.0.1:0")
         .output()
@@ -114,7 +106,7 @@ fn daemon_refuses_to_start_on_a_bad_config() {
     );
     assert!(!err.contains("listening"), "no port bound for a bad config");
 
-    let out = Command::new(BIN)
+    let out = hfbreaker()
         .arg(format!("--config.file={}", bad.display()))
         .arg("--log.format=json")
         .output()
@@ -128,64 +120,6 @@ fn daemon_refuses_to_start_on_a_bad_config() {
     let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
     assert_eq!(v["level"], "ERROR");
     assert_eq!(v["message"], "invalid configuration; not starting");
-}
-
-struct Proc {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn spawn(args: &[String]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("HFB_TEST_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let l2 = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = l2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Proc { child, log }
-    }
-
-    fn wait_for_log(&self, needle: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let log = self.log.lock().unwrap().clone();
-            if let Some(i) = log.find(needle) {
-                return log[i..].lines().next().unwrap_or_default().to_string();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "no {needle:?} in log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
 }
 
 fn scrape_sync(rt: &tokio::runtime::Runtime, url: &str) -> (u16, String) {
@@ -229,7 +163,6 @@ fn secrets_never_leak_and_signals_work() {
     std::fs::write(&tokfile, format!("{TOKEN}\n")).unwrap();
     let adminfile = dir.path().join("admin");
     std::fs::write(&adminfile, ADMIN).unwrap();
-    let cfg = dir.path().join("hfbreaker.yml");
     let yaml = format!(
         "{FAST_GLOBAL}endpoints:
   - {{name: keyed, kind: tgi, url: {k}, probe: generate, token_env: HFB_TEST_TOKEN}}
@@ -246,14 +179,16 @@ routes:
         b = sim.url("broken"),
         t = tokfile.display()
     );
-    std::fs::write(&cfg, &yaml).unwrap();
-    let p = Proc::spawn(&[
-        format!("--config.file={}", cfg.display()),
-        "--web.listen-address=127.0.0.1:0".into(),
-        format!("--web.admin-token-file={}", adminfile.display()),
-        "--log.level=debug".into(),
-    ]);
-    let line = p.wait_for_log("msg=listening");
+    let mut p = testkit::binary!().daemon(
+        &yaml,
+        &[
+            &format!("--web.admin-token-file={}", adminfile.display()),
+            "--log.level=debug",
+        ],
+        &[("HFB_TEST_TOKEN", TOKEN)],
+    );
+    let cfg = p.config_path().to_path_buf();
+    let line = p.wait_stderr("msg=listening", Duration::from_secs(10));
     let addr = line
         .split_whitespace()
         .find_map(|kv| kv.strip_prefix("address="))
@@ -370,21 +305,12 @@ routes:
 
     // SIGTERM: clean exit.
     p.signal("TERM");
-    let mut p = p;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = p.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = p
+        .exit_within(Duration::from_secs(10))
+        .expect("no exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
     std::thread::sleep(Duration::from_millis(100));
-    let log = p.log.lock().unwrap().clone();
+    let log = p.stderr();
     assert!(
         log.contains("msg=\"circuit opened\""),
         "logs say something: {log}"

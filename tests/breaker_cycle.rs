@@ -1,12 +1,10 @@
 //! The daemon, through its real HTTP surface, against the simulator: a full
 //! breaker cycle and the route falling back and returning.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use hfbreaker::sim::{Mode, Protocol, VirtualSpec};
+use testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_cycles_and_route_falls_back_and_returns() {

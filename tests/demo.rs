@@ -1,58 +1,22 @@
 //! `hfbreaker demo` as a user runs it: within a minute every breaker state
 //! and every route tier shows up on /metrics, and Ctrl-C stops it cleanly.
 
-mod common;
-
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Scrape;
+use testkit::{STATES, Scrape, client, require_tool};
 
 #[test]
 fn demo_shows_every_state_and_tier_within_a_minute() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hfbreaker"))
-        .args(["demo", "--web.listen-address=127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Arc::new(Mutex::new(String::new()));
-    let o2 = out.clone();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let mut o = o2.lock().unwrap();
-            o.push_str(&line);
-            o.push('\n');
-        }
-    });
     let start = Instant::now();
-    let addr = loop {
-        let o = out.lock().unwrap().clone();
-        if let Some(rest) = o.split("serving on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "demo printed no address: {o}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut demo = testkit::binary!().demo(&[]);
+    let addr = demo.addr;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let client = common::client();
-    let states = [
-        "closed",
-        "open",
-        "half_open",
-        "forced_open",
-        "forced_closed",
-    ];
-    let tiers = ["primary", "fallback", "exhausted"];
+    let client = client();
+    let tiers = hfbreaker::tier::Tier::LABELS;
     let mut seen_states = std::collections::BTreeSet::new();
     let mut seen_levels = std::collections::BTreeSet::new();
     let last = loop {
@@ -67,38 +31,20 @@ fn demo_shows_every_state_and_tier_within_a_minute() {
                 .unwrap()
         });
         let s = Scrape(text);
-        for line in
-            s.0.lines()
-                .filter(|l| l.starts_with("hfbreaker_circuit_state{") && l.ends_with(" 1"))
-        {
-            if let Some(st) = states
-                .iter()
-                .find(|st| line.contains(&format!("state=\"{st}\"")))
-            {
-                seen_states.insert(*st);
-            }
-        }
-        for line in
-            s.0.lines()
-                .filter(|l| l.starts_with("hfbreaker_route_level{"))
-        {
-            seen_levels.insert(line.rsplit(' ').next().unwrap().to_string());
+        seen_states.extend(s.states_held());
+        for level in s.values("hfbreaker_route_level", &[]) {
+            seen_levels.insert(level.to_string());
         }
         let all_tiers = tiers.iter().all(|t| {
-            s.0.lines().any(|l| {
-                l.starts_with("hfbreaker_route_level_seconds_total{")
-                    && l.contains(&format!("tier=\"{t}\""))
-                    && !l.ends_with(" 0")
-            })
+            s.series("hfbreaker_route_level_seconds_total", &[("tier", t)])
+                .any(|x| x.value != 0.0)
         });
         // A state may last less than a scrape interval (a half-open trial
         // takes milliseconds); its transition counter still shows it.
-        let all_states = states.iter().all(|st| {
+        let all_states = STATES.iter().all(|st| {
             seen_states.contains(st)
-                || s.0.lines().any(|l| {
-                    l.starts_with("hfbreaker_circuit_transitions_total{")
-                        && l.contains(&format!("to=\"{st}\""))
-                })
+                || s.get("hfbreaker_circuit_transitions_total", &[("to", st)])
+                    .is_some()
         });
         if all_tiers && all_states {
             break s;
@@ -146,25 +92,13 @@ fn demo_shows_every_state_and_tier_within_a_minute() {
     });
     assert_eq!(code, 200);
 
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "demo did not stop on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    demo.signal("INT");
+    let status = demo
+        .exit_within(Duration::from_secs(10))
+        .expect("demo did not stop on Ctrl-C");
     assert_eq!(status.code(), Some(0));
     std::thread::sleep(Duration::from_millis(100));
-    let o = out.lock().unwrap().clone();
+    let o = demo.stdout();
     assert!(
         o.contains("route assistant: zephyr-dedicated -> zephyr-serverless (fallback)"),
         "plain line output when not a TTY:\n{o}"
@@ -175,12 +109,12 @@ fn demo_shows_every_state_and_tier_within_a_minute() {
 /// On a terminal the demo redraws a table in place (run under `script`, which gives it a pty).
 #[test]
 fn demo_draws_a_live_table_on_a_terminal() {
-    let Some(script) = hfbreaker::testkit::require_tool("script (util-linux)", &["script"]) else {
+    let Some(script) = require_tool("script (util-linux)", &["script"]) else {
         return;
     };
     let cmd = format!(
         "timeout -s INT 4 {} demo --web.listen-address=127.0.0.1:0",
-        env!("CARGO_BIN_EXE_hfbreaker")
+        testkit::binary!().path().display()
     );
     let out = Command::new(script)
         .args(["-qec", &cmd, "/dev/null"])

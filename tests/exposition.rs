@@ -9,7 +9,7 @@ use hfbreaker::breaker::{State, TripReason};
 use hfbreaker::classify::Reason;
 use hfbreaker::metrics::{Metrics, ProbeResult};
 use hfbreaker::tier::Tier;
-use hfbreaker_testkit::{Scrape, require_tool};
+use testkit::{Scrape, require_tool};
 
 const AWKWARD: &str = r#"
 endpoints:
@@ -119,18 +119,43 @@ fn awkward_values_round_trip_through_the_escaping() {
             .find(|x| x.name == "hfbreaker_endpoint_info" && x.label("endpoint") == Some(endpoint))
             .and_then(|x| x.label(label).map(str::to_string))
     };
-    assert_eq!(info("quote-model", "model").as_deref(), Some(r#"org/say \"hi\""#));
-    assert_eq!(info("backslash_model", "model").as_deref(), Some(r"C:\\models\\llama\\"));
+    // The parser undoes the escaping: what comes back is the config's value.
+    assert_eq!(
+        info("quote-model", "model").as_deref(),
+        Some(r#"org/say "hi""#)
+    );
+    assert_eq!(
+        info("backslash_model", "model").as_deref(),
+        Some(r"C:\models\llama\")
+    );
     assert_eq!(
         info("unicode-and-newline", "model").as_deref(),
-        Some(r"Ünïcødé/模型\nsecond line")
+        Some("Ünïcødé/模型\nsecond line")
+    );
+    assert!(
+        s.0.contains(r#"model="org/say \"hi\"""#),
+        "quotes are escaped"
+    );
+    assert!(
+        s.0.contains(r#"model="C:\\models\\llama\\""#),
+        "backslashes are escaped"
+    );
+    assert!(
+        s.0.contains(r#"model="Ünïcødé/模型\nsecond line""#),
+        "line feeds are escaped"
     );
     assert_eq!(info("quote-model", "host").as_deref(), Some("[::1]:8080"));
-    assert_eq!(info("backslash_model", "host").as_deref(), Some("xn--bcher-kva.example:8080"));
+    assert_eq!(
+        info("backslash_model", "host").as_deref(),
+        Some("xn--bcher-kva.example:8080")
+    );
     // No raw line feed inside a sample: every line is a comment or a sample.
     for line in s.0.lines() {
         assert!(
-            line.starts_with('#') || line.rsplit_once(' ').is_some_and(|(_, v)| v.parse::<f64>().is_ok() || v == "+Inf"),
+            line.starts_with('#')
+                || line
+                    .rsplit_once(' ')
+                    .is_some_and(|(_, v)| v.parse::<f64>().is_ok() || v == "+Inf"),
             "{line:?}"
         );
     }

@@ -1,13 +1,11 @@
 //! Every fault of the classification table, through the real daemon and the
 //! simulator: the right `reason`, the right verdict, and a bounded cost.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use hfbreaker::config::HumanDuration;
 use hfbreaker::sim::{Mode, Protocol, VirtualSpec};
+use testkit::*;
 
 fn with_mode(protocol: Protocol, model: &str, mode: Mode) -> VirtualSpec {
     VirtualSpec {

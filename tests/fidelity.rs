@@ -2,9 +2,8 @@
 //! text-generation, openai), pinned in tests/python/requirements.txt.
 //! `scripts/test` creates the virtual environment; under CI a missing one fails.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn python() -> Option<PathBuf> {
@@ -27,21 +26,9 @@ fn official_clients_accept_the_simulator() {
         return;
     };
     let dir = env!("CARGO_MANIFEST_DIR");
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_hfbreaker"))
-        .args(["simulate", "--listen", "127.0.0.1:0", "--scenario"])
-        .arg(format!("{dir}/tests/python/scenario.yml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(sim.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("simulate prints its address").unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("address")
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let scenario = std::fs::read_to_string(format!("{dir}/tests/python/scenario.yml")).unwrap();
+    let sim = testkit::binary!().simulate(&scenario);
+    let base = sim.base();
 
     let start = Instant::now();
     let out = Command::new(&py)
@@ -56,8 +43,7 @@ fn official_clients_accept_the_simulator() {
         .env("SIM_URL", &base)
         .output()
         .unwrap();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

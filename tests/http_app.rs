@@ -38,7 +38,7 @@ const STATES: [&str; 5] = [
 
 /// A loopback port with nothing listening on it (bound, then released).
 fn closed_port() -> u16 {
-    hfbreaker::testkit::free_port()
+    testkit::free_port()
 }
 
 /// Two endpoints on a closed loopback port and one route over them. The

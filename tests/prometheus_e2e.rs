@@ -7,16 +7,11 @@
 //! arrives; they come back: the resolution arrives. Every PromQL expression
 //! of the rules and dashboards is then evaluated by that Prometheus.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
 use hfbreaker::sim::{Mode, Protocol, VirtualSpec};
-use hfbreaker::testkit::{
-    Webhook, query, require_tool, start_alertmanager, start_prometheus, wait_http_ok,
-};
+use testkit::*;
 
 fn repo(p: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -54,7 +49,7 @@ fn selectors(expr: &str) -> Vec<String> {
 }
 
 /// The shipped Alertmanager example, pointed at `hook`, with test-speed grouping.
-async fn example_alertmanager(bin: &std::path::Path, hook: &Webhook) -> hfbreaker::testkit::Proc {
+async fn example_alertmanager(bin: &std::path::Path, hook: &Webhook) -> Proc {
     let cfg = std::fs::read_to_string(repo("alerts/alertmanager.example.yml"))
         .unwrap()
         .replace("http://127.0.0.1:9095/", &hook.url("/"))
@@ -157,7 +152,7 @@ scrape_configs:
     static_configs:
       - targets: ['{daemon}']
 ",
-        am = am.port,
+        am = am.port(),
         daemon = d.addr
     );
     let prom = start_prometheus(&prom_bin, &prom_cfg, &[&repo("alerts/hfbreaker.rules.yml")])
@@ -218,7 +213,7 @@ scrape_configs:
     // While the route is exhausted, its endpoints' warnings are inhibited.
     let start = Instant::now();
     loop {
-        let r = common::client()
+        let r = client()
             .get(format!("{}/api/v2/alerts", am.base()))
             .send()
             .await
@@ -327,7 +322,7 @@ scrape_configs:
             "variable query {v} returns no values"
         );
     }
-    let r = common::client()
+    let r = client()
         .get(format!("{p}/api/v1/rules"))
         .send()
         .await
@@ -418,14 +413,8 @@ async fn demo_incident_pages_once_and_resolves_once() {
     let hook = Webhook::start().await.unwrap();
     let am = example_alertmanager(&am_bin, &hook).await;
 
-    let port = hfbreaker::testkit::free_port();
-    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_hfbreaker"))
-        .args(["demo", &format!("--web.listen-address=127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let started = Instant::now();
+    let demo = testkit::binary!().demo(&[]);
     let prom_cfg = format!(
         "global:
   scrape_interval: 2s
@@ -438,9 +427,10 @@ alerting:
 scrape_configs:
   - job_name: hfbreaker
     static_configs:
-      - targets: ['127.0.0.1:{port}']
+      - targets: ['{}']
 ",
-        am.port
+        am.port(),
+        demo.addr
     );
     let prom = start_prometheus(&prom_bin, &prom_cfg, &[&repo("alerts/hfbreaker.rules.yml")])
         .expect("prometheus starts");
@@ -456,8 +446,7 @@ scrape_configs:
         )
         .await
         .expect("the demo's exhausted route resolves within its cycle");
-    let _ = demo.kill();
-    let _ = demo.wait();
+    drop(demo);
     let notes = hook.received.lock().unwrap().clone();
     let critical_firing: Vec<(String, String)> = notes
         .iter()

@@ -1,11 +1,9 @@
 //! Reloads (good and bad) and the guarded admin API, over real HTTP.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use hfbreaker::sim::{Mode, Protocol, VirtualSpec};
+use testkit::*;
 
 fn config(sim: &hfbreaker::sim::Sim, endpoints: &[&str], route: &[&str]) -> String {
     let mut y = format!("{FAST_GLOBAL}endpoints:\n");

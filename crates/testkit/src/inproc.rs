@@ -1,6 +1,5 @@
-//! Helpers shared by the integration tests: a simulator, a daemon on a real
-//! port, scraping and parsing `/metrics`.
-#![allow(dead_code)]
+//! The simulator and the daemon in the test's own process, the daemon
+//! serving its real HTTP surface on an ephemeral loopback port.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,9 +12,12 @@ use hfbreaker::secret::Secret;
 use hfbreaker::sim::{Sim, VirtualSpec};
 use tokio::sync::oneshot;
 
+use crate::scrape::Scrape;
+
+/// The simulator on an ephemeral loopback port with these endpoints.
 pub async fn sim(endpoints: Vec<(&str, VirtualSpec)>) -> Sim {
     Sim::start(
-        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().expect("an address"),
         endpoints
             .into_iter()
             .map(|(n, s)| (n.to_string(), s))
@@ -25,6 +27,9 @@ pub async fn sim(endpoints: Vec<(&str, VirtualSpec)>) -> Sim {
     .expect("simulator binds")
 }
 
+/// The daemon in this process, loaded from a config file (so reloads work)
+/// and serving on an ephemeral port until [`TestDaemon::shutdown`] or the
+/// end of the runtime.
 pub struct TestDaemon {
     pub addr: SocketAddr,
     pub daemon: Arc<Daemon>,
@@ -41,15 +46,17 @@ impl TestDaemon {
     }
 
     pub async fn start_with_admin(yaml: &str, admin_token: Option<&str>) -> TestDaemon {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("hfbreaker.yml");
-        std::fs::write(&config_path, yaml).unwrap();
+        std::fs::write(&config_path, yaml).expect("config written");
         let cfg = hfbreaker::config::load(&config_path)
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let daemon = Daemon::new(cfg, Some(config_path.clone()), admin_token.map(Secret::new));
         daemon.start();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback binds");
+        let addr = listener.local_addr().expect("bound");
         let (tx, rx) = oneshot::channel();
         let d2 = daemon.clone();
         let server = tokio::spawn(async move {
@@ -57,7 +64,7 @@ impl TestDaemon {
                 let _ = rx.await;
             })
             .await
-            .unwrap();
+            .expect("server runs");
         });
         TestDaemon {
             addr,
@@ -80,7 +87,7 @@ impl TestDaemon {
             .await
             .expect("daemon answers");
         let status = r.status().as_u16();
-        (status, r.text().await.unwrap())
+        (status, r.text().await.expect("a body"))
     }
 
     pub async fn post(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
@@ -90,7 +97,7 @@ impl TestDaemon {
         }
         let r = req.send().await.expect("daemon answers");
         let status = r.status().as_u16();
-        (status, r.text().await.unwrap())
+        (status, r.text().await.expect("a body"))
     }
 
     pub async fn scrape(&self) -> Scrape {
@@ -122,6 +129,7 @@ impl TestDaemon {
         }
     }
 
+    /// Stop probing and the server.
     pub async fn shutdown(mut self) {
         self.daemon.stop();
         if let Some(tx) = self.stop.take() {
@@ -131,68 +139,12 @@ impl TestDaemon {
     }
 }
 
+/// An HTTP client with a 10 s timeout.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .unwrap()
-}
-
-/// A `/metrics` text with lookups by name and labels.
-#[derive(Clone)]
-pub struct Scrape(pub String);
-
-impl Scrape {
-    /// Value of the series `name` whose labels include all of `labels`.
-    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.0
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                let (n, rest) = match series.find('{') {
-                    Some(i) => (&series[..i], &series[i..]),
-                    None => (series, ""),
-                };
-                if n != name {
-                    return None;
-                }
-                let all = labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-                all.then(|| value.parse().ok()).flatten()
-            })
-    }
-
-    pub fn val(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get(name, labels)
-            .unwrap_or_else(|| panic!("no series {name}{labels:?}\n{}", self.hfbreaker_lines()))
-    }
-
-    pub fn state(&self, endpoint: &str) -> Option<&'static str> {
-        [
-            "closed",
-            "open",
-            "half_open",
-            "forced_open",
-            "forced_closed",
-        ]
-        .into_iter()
-        .find(|s| {
-            self.get(
-                "hfbreaker_circuit_state",
-                &[("endpoint", endpoint), ("state", s)],
-            ) == Some(1.0)
-        })
-    }
-
-    pub fn hfbreaker_lines(&self) -> String {
-        self.0
-            .lines()
-            .filter(|l| l.starts_with("hfbreaker_"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
+        .expect("client builds")
 }
 
 /// Fast timings so a whole breaker cycle takes about a second.
@@ -207,6 +159,7 @@ pub const FAST_GLOBAL: &str = "global:
     success_threshold: 2
 ";
 
+/// `f`, which must finish within `limit`.
 pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, f)
         .await

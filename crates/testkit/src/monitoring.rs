@@ -1,10 +1,10 @@
-//! Real Prometheus and Alertmanager around hfbreaker, for the end-to-end
-//! tests and the time-to-page benchmark: find the binaries, start them on
-//! ephemeral loopback ports, query them, and receive Alertmanager webhooks.
+//! Real Prometheus, Alertmanager and blackbox_exporter around hfbreaker:
+//! start them on loopback ports, query them, and receive Alertmanager
+//! webhooks.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,93 +12,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 
-/// A binary on PATH (the first of `names` found).
-pub fn find_tool(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names
-        .iter()
-        .flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n)))
-        .find(|p| p.is_file())
-}
-
-/// The tool, or `None` with a message when it is missing outside CI.
-/// Under `CI=true` a missing tool is a failure, never a silent skip.
-pub fn require_tool(what: &str, names: &[&str]) -> Option<PathBuf> {
-    match find_tool(names) {
-        Some(p) => Some(p),
-        None => {
-            let msg = format!("{what} not found (looked for {names:?}); scripts/test installs it");
-            assert!(std::env::var("CI").is_err(), "{msg}");
-            eprintln!("SKIPPED: {msg}");
-            None
-        }
-    }
-}
-
-/// A free loopback port (bound and released; fine for tests on one machine).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("loopback has free ports")
-}
-
-/// The daemon in this process on a YAML config (no tokens), serving its
-/// HTTP surface on an ephemeral loopback port until the runtime ends.
-pub async fn serve_daemon(yaml: &str) -> (Arc<crate::daemon::Daemon>, SocketAddr) {
-    let cfg = crate::config::parse(
-        yaml,
-        "testkit",
-        &std::collections::HashMap::<String, String>::new(),
-    )
-    .unwrap_or_else(|e| panic!("config:\n{e}"));
-    let daemon = crate::daemon::Daemon::new(cfg, None, None);
-    daemon.start();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("loopback binds");
-    let addr = listener.local_addr().expect("bound");
-    tokio::spawn(crate::http::serve(
-        listener,
-        daemon.clone(),
-        std::future::pending(),
-    ));
-    (daemon, addr)
-}
-
-/// A child process killed on drop.
-pub struct Proc {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-fn spawn(bin: &Path, args: &[String], dir: tempfile::TempDir, port: u16) -> std::io::Result<Proc> {
-    let log = std::fs::File::create(dir.path().join("log"))?;
-    let child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
-    Ok(Proc {
-        child,
-        port,
-        _dir: dir,
-    })
-}
+use crate::proc::Proc;
+use crate::tools::free_port;
 
 /// Write `config` as `file` in a fresh folder, pick a port, and start `bin`
 /// with `--config.file`, `--web.listen-address` and the `extra` flags
@@ -113,15 +28,17 @@ fn start_configured(
     let cfg = dir.path().join(file);
     std::fs::write(&cfg, config)?;
     let port = free_port();
-    let mut args = vec![
-        format!("--config.file={}", cfg.display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-    ];
-    args.extend(extra(dir.path())?);
-    spawn(bin, &args, dir, port)
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(extra(dir.path())?);
+    let mut p = Proc::spawn(&mut cmd, Some(dir), Some(cfg))?;
+    p.set_addr(SocketAddr::from(([127, 0, 0, 1], port)));
+    Ok(p)
 }
 
 /// Start Prometheus with `config` (YAML); `rules` are copied beside it.
+/// Wait for `{base}/-/ready` before use.
 pub fn start_prometheus(bin: &Path, config: &str, rules: &[&Path]) -> std::io::Result<Proc> {
     start_configured(bin, "prometheus.yml", config, |dir| {
         for r in rules {
@@ -135,6 +52,7 @@ pub fn start_prometheus(bin: &Path, config: &str, rules: &[&Path]) -> std::io::R
 }
 
 /// Start Alertmanager with `config` (YAML), clustering off.
+/// Wait for `{base}/-/ready` before use.
 pub fn start_alertmanager(bin: &Path, config: &str) -> std::io::Result<Proc> {
     start_configured(bin, "alertmanager.yml", config, |dir| {
         Ok(vec![
@@ -145,6 +63,7 @@ pub fn start_alertmanager(bin: &Path, config: &str) -> std::io::Result<Proc> {
 }
 
 /// Start prometheus-blackbox-exporter with `config` (YAML).
+/// Wait for `{base}/-/healthy` before use.
 pub fn start_blackbox(bin: &Path, config: &str) -> std::io::Result<Proc> {
     start_configured(bin, "blackbox.yml", config, |_| Ok(Vec::new()))
 }
@@ -164,7 +83,7 @@ pub async fn wait_http_ok(url: &str, limit: Duration) -> bool {
     false
 }
 
-/// An instant query; `Err` carries Prometheus' error text.
+/// A Prometheus instant query; `Err` carries Prometheus' error text.
 pub async fn query(prometheus: &str, expr: &str) -> Result<Vec<serde_json::Value>, String> {
     let r = reqwest::Client::new()
         .get(format!("{prometheus}/api/v1/query"))
@@ -212,10 +131,12 @@ impl Notification {
     }
 }
 
+type Received = Arc<Mutex<Vec<Notification>>>;
+
 /// An Alertmanager webhook receiver on loopback.
 pub struct Webhook {
     pub addr: SocketAddr,
-    pub received: Arc<Mutex<Vec<Notification>>>,
+    pub received: Received,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -224,8 +145,6 @@ impl Drop for Webhook {
         self.task.abort();
     }
 }
-
-type Received = Arc<Mutex<Vec<Notification>>>;
 
 async fn receive(State(r): State<Received>, body: axum::body::Bytes) -> &'static str {
     if let Ok(v) = serde_json::from_slice(&body) {

@@ -1,0 +1,44 @@
+//! Test and benchmark support for hfbreaker, used only by its integration
+//! tests and benches (a dev-dependency), so none of it ships in the binary.
+//!
+//! - [`Proc`]: the one guard for a child process (killed and reaped on drop,
+//!   its output captured), made by the starters:
+//!   [`Binary::daemon`], [`Binary::simulate`], [`Binary::demo`] (the real
+//!   hfbreaker binary; get one with [`binary!`]), [`start_prometheus`],
+//!   [`start_alertmanager`], [`start_blackbox`].
+//! - [`TestDaemon`] and [`sim`]: the daemon and the simulator in this process,
+//!   for tests that drive them directly.
+//! - [`Scrape`]: the one parser of the `/metrics` text.
+//! - [`Webhook`], [`query`], [`wait_http_ok`]: talking to Prometheus and
+//!   Alertmanager.
+//! - [`find_tool`], [`require_tool`], [`free_port`]; [`procfs`] and [`bench`](mod@bench)
+//!   for the process-level benchmarks.
+
+pub mod bench;
+mod binary;
+mod inproc;
+mod monitoring;
+mod proc;
+pub mod procfs;
+mod scrape;
+mod tools;
+
+pub use binary::Binary;
+pub use inproc::{FAST_GLOBAL, TestDaemon, client, sim, within};
+pub use monitoring::{
+    Notification, Webhook, query, start_alertmanager, start_blackbox, start_prometheus,
+    wait_http_ok,
+};
+pub use proc::Proc;
+pub use scrape::{STATES, Sample, Scrape};
+pub use tools::{find_tool, free_port, require_tool};
+
+/// The hfbreaker binary built for the calling integration test or bench.
+/// `CARGO_BIN_EXE_hfbreaker` exists only while compiling those, so this is
+/// a macro: it expands there, not here.
+#[macro_export]
+macro_rules! binary {
+    () => {
+        $crate::Binary::new(env!("CARGO_BIN_EXE_hfbreaker"))
+    };
+}
