@@ -111,7 +111,7 @@ async fn trial(fault: Fault) -> Trial {
 }
 
 fn main() {
-    if !guard("detection", "see bench/run-all") {
+    if !guard("detection", "see scripts/bench") {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -169,7 +169,7 @@ fn main() {
         );
     }
     println!(
-        "blackbox_exporter + Prometheus with `for: 1m` (15 s scrape/evaluation): about 76 s from onset to a firing alert (bench/time-to-page median 86.5 s minus its 10 s group_wait)"
+        "blackbox_exporter + Prometheus with `for: 1m` (15 s scrape/evaluation): about 76 s from onset to a firing alert (scripts/bench time-to-page: median 86.5 s minus its 10 s group_wait)"
     );
     println!("took {:.0} s", started.elapsed().as_secs_f64());
 }

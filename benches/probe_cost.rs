@@ -117,7 +117,7 @@ fn wrk_floor(target: &str) -> Option<(f64, f64)> {
 }
 
 fn main() {
-    if !guard("probe_cost", "see bench/run-all") {
+    if !guard("probe_cost", "see scripts/bench") {
         return;
     }
     let bin = testkit::binary!();
@@ -136,11 +136,11 @@ fn main() {
     println!("| hfbreaker (scheduler, probe, breaker, metrics) | {hf:.1} µs | {hf_rate:.0} /s |");
     match bb {
         Some((c, r)) => println!("| blackbox_exporter via /probe | {c:.1} µs | {r:.0} /s |"),
-        None => println!("| blackbox_exporter | not installed (bench/run-all installs it) | |"),
+        None => println!("| blackbox_exporter | not installed (scripts/bench installs it) | |"),
     }
     match floor {
         Some((c, r)) => println!("| wrk client (floor: HTTP GET only) | {c:.1} µs | {r:.0} /s |"),
-        None => println!("| wrk | not installed (bench/run-all installs it) | |"),
+        None => println!("| wrk | not installed (scripts/bench installs it) | |"),
     }
     if let Some((c, _)) = bb {
         println!(

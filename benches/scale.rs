@@ -13,7 +13,7 @@ const RUN: Duration = Duration::from_secs(120);
 const TARGET: &str = "endpoints:\n  - {name: t, protocol: tgi}\n";
 
 fn main() {
-    if !guard("scale", "see bench/run-all") {
+    if !guard("scale", "see scripts/bench") {
         return;
     }
     let bin = testkit::binary!();

@@ -3,7 +3,7 @@
 //! Measured side by side with the usual blackbox_exporter set-up (http_2xx
 //! probe, `probe_success == 0` for 1m) watching the same endpoint.
 //!
-//! `cargo bench --bench time_to_page` (bench/time-to-page installs the tools).
+//! `cargo bench --bench time_to_page` (scripts/bench time-to-page installs the tools).
 //! Under `cargo test` it only says how to run it.
 
 use std::time::{Duration, Instant};
@@ -175,12 +175,12 @@ async fn trial(t: &Tools, n: usize) -> (Duration, Duration) {
 }
 
 fn main() {
-    if !guard("time_to_page", "or bench/time-to-page") {
+    if !guard("time_to_page", "or scripts/bench time-to-page") {
         return;
     }
     let tool = |names: &[&str]| {
         find_tool(names).unwrap_or_else(|| {
-            panic!("{names:?} not found: run bench/time-to-page, which installs it")
+            panic!("{names:?} not found: run scripts/bench time-to-page, which installs it")
         })
     };
     let t = Tools {

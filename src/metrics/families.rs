@@ -181,6 +181,12 @@ pub const CONFIG_RELOAD_TIMESTAMP: Family = family(
     "Unix time of the last successful config load.",
     &[],
 );
+pub const LOCAL_ERRORS: Family = family(
+    "hfbreaker_local_errors_total",
+    Counter,
+    "Failures of this process (out of file descriptors or memory), never counted against an endpoint.",
+    &["operation"],
+);
 pub const SCHEDULER_LATENESS: Family = family(
     "hfbreaker_scheduler_lateness_seconds",
     Histogram,
@@ -260,6 +266,7 @@ pub const ALL: &[Family] = &[
     BUILD_INFO,
     CONFIG_RELOAD_SUCCESSFUL,
     CONFIG_RELOAD_TIMESTAMP,
+    LOCAL_ERRORS,
     SCHEDULER_LATENESS,
     PROCESS_CPU,
     PROCESS_OPEN_FDS,

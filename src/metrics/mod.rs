@@ -34,6 +34,17 @@ label_enum! {
     }
 }
 
+label_enum! {
+    /// `operation` label of `hfbreaker_local_errors_total`: what this
+    /// process failed to do for a reason of its own.
+    pub enum LocalOperation {
+        /// Accepting a connection on a listener.
+        Accept = "accept",
+        /// Opening a connection for a probe.
+        Probe = "probe",
+    }
+}
+
 pub const PROBE_DURATION_BUCKETS: [f64; 12] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
 ];
@@ -139,6 +150,7 @@ pub struct Metrics {
     lateness: AtomicHistogram<{ LATENESS_BUCKETS.len() + 1 }>,
     reload_ok: AtomicI64,
     reload_time: AtomicF64,
+    local_errors: [AtomicU64; LocalOperation::ALL.len()],
     endpoints: RwLock<BTreeMap<String, Arc<EndpointSeries>>>,
     routes: RwLock<BTreeMap<String, Arc<RouteSeries>>>,
 }
@@ -149,6 +161,7 @@ impl Metrics {
             lateness: AtomicHistogram::new(&LATENESS_BUCKETS),
             reload_ok: AtomicI64::new(0),
             reload_time: AtomicF64::default(),
+            local_errors: Default::default(),
             endpoints: RwLock::new(BTreeMap::new()),
             routes: RwLock::new(BTreeMap::new()),
         }
@@ -260,6 +273,11 @@ impl Metrics {
             .remove(route);
     }
 
+    /// A failure of this process itself; never an endpoint's fault.
+    pub fn local_error(&self, operation: LocalOperation) {
+        self.local_errors[operation.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn scheduler_lateness(&self, seconds: f64) {
         self.lateness.observe(seconds);
     }
@@ -310,6 +328,11 @@ impl Metrics {
         );
         w.family(&f::CONFIG_RELOAD_TIMESTAMP);
         w.sample(&f::CONFIG_RELOAD_TIMESTAMP, &[], self.reload_time.get());
+        w.family(&f::LOCAL_ERRORS);
+        for op in LocalOperation::ALL {
+            let n = self.local_errors[op.index()].load(Ordering::Relaxed);
+            w.sample(&f::LOCAL_ERRORS, &[op.as_str()], n);
+        }
         w.family(&f::SCHEDULER_LATENESS);
         self.lateness.write(w, &f::SCHEDULER_LATENESS, &[]);
     }
@@ -619,6 +642,7 @@ mod exact {
         e.probe(ProbeResult::Rejected);
         m.reload(true, 1_700_000_001.0);
         m.scheduler_lateness(0.002);
+        m.local_error(LocalOperation::Probe);
         let text = String::from_utf8(m.render()).unwrap();
         let build = format!(
             "hfbreaker_build_info{{revision=\"{}\",version=\"{}\"}} 1",
@@ -758,6 +782,10 @@ hfbreaker_config_last_reload_successful 1
 # HELP hfbreaker_config_last_reload_success_timestamp_seconds Unix time of the last successful config load.
 # TYPE hfbreaker_config_last_reload_success_timestamp_seconds gauge
 hfbreaker_config_last_reload_success_timestamp_seconds 1700000001
+# HELP hfbreaker_local_errors_total Failures of this process (out of file descriptors or memory), never counted against an endpoint.
+# TYPE hfbreaker_local_errors_total counter
+hfbreaker_local_errors_total{operation="accept"} 0
+hfbreaker_local_errors_total{operation="probe"} 1
 # HELP hfbreaker_scheduler_lateness_seconds How late scheduled probes started against their due time.
 # TYPE hfbreaker_scheduler_lateness_seconds histogram
 hfbreaker_scheduler_lateness_seconds_bucket{le="0.001"} 0

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Whether this is a `cargo bench` run; under `cargo test` a benchmark only
-/// says how to run it (`how`: where to look, e.g. "see bench/run-all").
+/// says how to run it (`how`: where to look, e.g. "see scripts/bench").
 pub fn guard(name: &str, how: &str) -> bool {
     if std::env::args().any(|a| a == "--bench") {
         return true;
