@@ -85,25 +85,36 @@ pub fn classify_status(status: u16, body: &[u8]) -> (Reason, Option<f64>) {
             None => (Reason::Http5xx, None),
         },
         500..=599 => (Reason::Http5xx, None),
+        100..=199 | 300..=399 => (Reason::BadResponse, None),
         _ => (Reason::ClientError, None),
     }
 }
 
+/// The largest loading estimate believed: a day. Servers have sent 1e308.
+pub const MAX_LOADING_ESTIMATE_SECONDS: f64 = 86_400.0;
+
 /// `Some(estimate)` when a 503 body says the model is loading
-/// (`{"error":"Model x is currently loading","estimated_time":20.0}`).
+/// (`{"error":"Model x is currently loading","estimated_time":20.0}`); the
+/// estimate is dropped when it is not a non-negative number, and capped.
 fn loading_estimate(body: &[u8]) -> Option<Option<f64>> {
     #[derive(Deserialize)]
     struct Loading {
         #[serde(default)]
         error: serde_json::Value,
-        estimated_time: Option<f64>,
+        #[serde(default)]
+        estimated_time: serde_json::Value,
     }
     let parsed: Loading = serde_json::from_slice(body).ok()?;
     let says_loading = parsed
         .error
         .as_str()
         .is_some_and(|e| e.contains("currently loading"));
-    (says_loading || parsed.estimated_time.is_some()).then_some(parsed.estimated_time)
+    let estimate = parsed
+        .estimated_time
+        .as_f64()
+        .filter(|t| *t >= 0.0)
+        .map(|t| t.min(MAX_LOADING_ESTIMATE_SECONDS));
+    (says_loading || estimate.is_some()).then_some(estimate)
 }
 
 #[cfg(test)]
@@ -138,6 +149,33 @@ mod tests {
         );
         assert_eq!(classify_status(404, b"").0, Reason::ClientError);
         assert_eq!(classify_status(422, b"").0, Reason::ClientError);
+    }
+
+    #[test]
+    fn informational_and_unfollowed_redirects_are_bad_responses() {
+        // A final 101 or a 302 the client would not follow (to `file:`, or
+        // past the redirect limit) is no answer to the probe: a failure,
+        // not an ignored client error that can never trip the breaker.
+        for status in [100, 101, 199, 300, 301, 302, 304, 307, 308, 399] {
+            assert_eq!(classify_status(status, b"").0, Reason::BadResponse, "{status}");
+        }
+    }
+
+    #[test]
+    fn loading_estimates_are_bounded() {
+        let est = |body: &str| classify_status(503, body.as_bytes());
+        assert_eq!(
+            est(r#"{"error":"x is currently loading","estimated_time":1e308}"#),
+            (Reason::ModelLoading, Some(MAX_LOADING_ESTIMATE_SECONDS))
+        );
+        assert_eq!(
+            est(r#"{"error":"x is currently loading","estimated_time":-5}"#),
+            (Reason::ModelLoading, None)
+        );
+        assert_eq!(
+            est(r#"{"error":"x is currently loading","estimated_time":"soon"}"#),
+            (Reason::ModelLoading, None)
+        );
     }
 
     #[test]

@@ -89,6 +89,11 @@ impl Host for Daemon {
         self.metrics.scheduler_lateness(seconds);
     }
 
+    fn local_error(&self) {
+        self.metrics
+            .local_error(crate::metrics::LocalOperation::Probe);
+    }
+
     fn wake(&self, slot: usize) {
         let _ = self
             .wake_tx

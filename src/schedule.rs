@@ -19,7 +19,7 @@ use crate::breaker::{Breaker, Outcome, Permit, State, Transition};
 use crate::classify::{Reason, Verdict};
 use crate::config::EndpointConfig;
 use crate::metrics::{EndpointMetrics, ProbeResult};
-use crate::probe::{Prepared, Report};
+use crate::probe::{LocalError, Prepared, Report};
 
 /// What the last sent probe found, for the API and landing page.
 #[derive(Clone, Debug)]
@@ -281,6 +281,8 @@ pub trait Host: Send + Sync + 'static {
     fn wake(&self, slot: usize);
     /// How late a scheduled probe (or rejection) started, in seconds.
     fn lateness(&self, _seconds: f64) {}
+    /// A probe failed for a reason of this process (no file descriptors...).
+    fn local_error(&self) {}
 }
 
 pub struct Scheduler {
@@ -394,7 +396,10 @@ impl Scheduler {
                             run.await
                         }
                     };
-                    finish(&*host2, &ep2, id, permit, report);
+                    match report {
+                        Ok(report) => finish(&*host2, &ep2, id, permit, report),
+                        Err(local) => finish_local(&*host2, &ep2, id, permit, &local),
+                    }
                 });
             }
         }
@@ -410,6 +415,26 @@ impl Scheduler {
             host.state_changed();
         }
     }
+}
+
+/// A probe this process could not send: release its permit without a
+/// verdict (a trial slot frees up, nothing counts against the endpoint),
+/// and report the local failure.
+pub fn finish_local<H: Host + ?Sized>(
+    host: &H,
+    ep: &Endpoint,
+    id: u64,
+    permit: Permit,
+    local: &LocalError,
+) {
+    host.local_error();
+    let mut st = ep.lock();
+    st.in_flight.retain(|(i, _)| *i != id);
+    if let Some(t) = st.breaker.record(permit, Outcome::Ignored, Instant::now()) {
+        // Ignored never moves a breaker; keep the bookkeeping honest anyway.
+        ep.apply(&mut st, t);
+    }
+    tracing::error!(endpoint = %ep.name, error = %local, "probe not sent: this process is out of a resource; not counted against the endpoint");
 }
 
 /// Record a finished probe: breaker, metrics, log, and wake the scheduler.

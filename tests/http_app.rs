@@ -1012,6 +1012,10 @@ async fn admin_refuses_missing_wrong_and_malformed_credentials_with_401() {
     let longer = format!("Bearer {TOKEN}x");
     let twice = format!("Bearer Bearer {TOKEN}");
     let non_ascii = format!("Bearer {TOKEN}\u{e9}");
+    // Whitespace inside the credentials is part of them, not padding.
+    let tab_separated = format!("Bearer\t{TOKEN}");
+    let tab_inside = format!("Bearer \t{TOKEN}");
+    let split_token = format!("Bearer {} {}", &TOKEN[..4], &TOKEN[4..]);
     let refused: Vec<Vec<(&str, &str)>> = vec![
         vec![],
         vec![("authorization", "Bearer wrong")],
@@ -1024,6 +1028,9 @@ async fn admin_refuses_missing_wrong_and_malformed_credentials_with_401() {
         vec![("authorization", &longer)],
         vec![("authorization", &twice)],
         vec![("authorization", &non_ascii)],
+        vec![("authorization", &tab_separated)],
+        vec![("authorization", &tab_inside)],
+        vec![("authorization", &split_token)],
         // The token in the wrong header.
         vec![("x-admin-token", TOKEN)],
         vec![("proxy-authorization", &bearer_right)],

@@ -133,11 +133,8 @@ pub async fn admin(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        // The scheme is case-insensitive (RFC 9110, section 11.1).
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, credentials)| credentials);
-    if !presented.is_some_and(|p| token.constant_time_eq(p.trim())) {
+        .and_then(bearer_credentials);
+    if !presented.is_some_and(|p| token.constant_time_eq(p)) {
         let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
@@ -153,4 +150,15 @@ pub async fn admin(
         Ok(state) => Json(json!({ "endpoint": endpoint, "state": state })).into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
     }
+}
+
+/// The credentials of `Bearer <token>`: the scheme in any case (RFC 9110,
+/// section 11.1), one or more spaces, then the token exactly. Only the
+/// field's own leading and trailing whitespace is not part of it.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_start_matches(' '))
 }

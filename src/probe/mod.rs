@@ -115,8 +115,10 @@ impl Prepared {
         &self.url
     }
 
-    /// Send the probe. Never panics and never outlives the timeout.
-    pub async fn run(&self, client: &reqwest::Client) -> Report {
+    /// Send the probe. Never panics and never outlives the timeout. An
+    /// error is this process's own failure (no file descriptors, no
+    /// memory, no local port): it says nothing about the endpoint.
+    pub async fn run(&self, client: &reqwest::Client) -> Result<Report, LocalError> {
         let start = Instant::now();
         let outcome = tokio::time::timeout(self.timeout, self.exchange(client)).await;
         let duration = start.elapsed();
@@ -127,22 +129,19 @@ impl Prepared {
                 None,
                 format!("no answer within {:?}", self.timeout),
             ),
-            Ok(x) => x,
+            Ok(x) => x?,
         };
         let verdict = Verdict::of(result, &self.ignore);
-        Report {
+        Ok(Report {
             verdict,
             status,
             duration,
             loading_estimate,
             detail,
-        }
+        })
     }
 
-    async fn exchange(
-        &self,
-        client: &reqwest::Client,
-    ) -> (Result<(), Reason>, Option<u16>, Option<f64>, String) {
+    async fn exchange(&self, client: &reqwest::Client) -> Result<Exchange, LocalError> {
         let mut req = client
             .request(self.method.clone(), self.url.clone())
             .headers(self.headers.clone());
@@ -151,23 +150,21 @@ impl Prepared {
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return (Err(transport_reason(&e)), None, None, error_chain(&e)),
+            Err(e) => return transport_failure(&e, None),
         };
         let status = resp.status();
         let code = Some(status.as_u16());
         let body = match read_bounded(resp, self.max_body).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
-                return (
+                return Ok((
                     Err(Reason::BadResponse),
                     code,
                     None,
                     format!("body larger than {} bytes", self.max_body),
-                );
+                ));
             }
-            Err(BodyError::Transport(e)) => {
-                return (Err(transport_reason(&e)), code, None, error_chain(&e));
-            }
+            Err(BodyError::Transport(e)) => return transport_failure(&e, code),
         };
         if status.is_success() {
             let checked = match &self.check {
@@ -183,16 +180,27 @@ impl Prepared {
                 Ok(()) => format!("HTTP {}", status.as_u16()),
                 Err(e) => e.detail.clone(),
             };
-            return (checked.map_err(|e| e.reason), code, None, detail);
+            return Ok((checked.map_err(|e| e.reason), code, None, detail));
         }
         let (reason, estimate) = classify_status(status.as_u16(), &body);
-        (
+        Ok((
             Err(reason),
             code,
             estimate,
             format!("HTTP {}", status.as_u16()),
-        )
+        ))
     }
+}
+
+/// What one exchange told: the result, the status, the loading estimate
+/// and a line for the logs.
+type Exchange = (Result<(), Reason>, Option<u16>, Option<f64>, String);
+
+/// A probe this process could not send or finish for a reason of its own.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("local failure, not the endpoint's: {detail}")]
+pub struct LocalError {
+    pub detail: String,
 }
 
 /// A body check that failed, with a short reason for logs.
@@ -216,12 +224,64 @@ pub(crate) struct Spec {
     check: Check,
 }
 
+/// A transport error: the endpoint's failure, or this process's own.
+fn transport_failure(e: &reqwest::Error, code: Option<u16>) -> Result<Exchange, LocalError> {
+    if let Some(io) = local_cause(e) {
+        return Err(LocalError {
+            detail: format!("{}: {io}", error_chain(e)),
+        });
+    }
+    Ok((Err(transport_reason(e)), code, None, error_chain(e)))
+}
+
 fn transport_reason(e: &reqwest::Error) -> Reason {
     if e.is_timeout() {
         Reason::Timeout
+    } else if e.is_redirect() || is_protocol_error(e) {
+        // The endpoint answered, but not with usable HTTP: a redirect loop,
+        // a malformed status line or headers.
+        Reason::BadResponse
     } else {
         Reason::Connect
     }
+}
+
+/// hyper's parse errors: the peer spoke, but not valid HTTP/1.
+fn is_protocol_error(e: &reqwest::Error) -> bool {
+    use std::error::Error;
+    let mut cur: Option<&(dyn Error + 'static)> = e.source();
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            return h.is_parse() || h.is_parse_status() || h.is_parse_too_large();
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// The OS error in `e`'s causes that says this process ran out of
+/// something, if any.
+fn local_cause(e: &reqwest::Error) -> Option<&std::io::Error> {
+    use std::error::Error;
+    let mut cur: Option<&(dyn Error + 'static)> = e.source();
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && is_local_exhaustion(io)
+        {
+            return Some(io);
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// Out of file descriptors, memory, buffers or local ports.
+pub fn is_local_exhaustion(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::OutOfMemory
+        || matches!(
+            io.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::EADDRNOTAVAIL)
+        )
 }
 
 /// The error and its causes, without the URL (it may carry a query).
