@@ -44,14 +44,27 @@ pub async fn serve(
 
 async fn metrics(AxState(d): AxState<Arc<Daemon>>) -> Response {
     // Rendering 10k endpoints is CPU work: keep it off the async workers' hot path.
-    let body = tokio::task::spawn_blocking(move || d.render_metrics())
-        .await
-        .unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, crate::metrics::text::CONTENT_TYPE)],
-        body,
-    )
-        .into_response()
+    metrics_response(tokio::task::spawn_blocking(move || d.render_metrics()).await)
+}
+
+/// A failed render is a 500, never an empty 200: an empty exposition keeps
+/// `up` at 1 and hides that the exporter is broken.
+fn metrics_response(rendered: Result<Vec<u8>, tokio::task::JoinError>) -> Response {
+    match rendered {
+        Ok(body) => (
+            [(header::CONTENT_TYPE, crate::metrics::text::CONTENT_TYPE)],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering /metrics failed");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the metrics failed; see the log\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn healthy() -> &'static str {
@@ -90,4 +103,22 @@ pub(crate) fn wall(t: Instant) -> SystemTime {
 
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_render_is_a_500_not_an_empty_200() {
+        let panicked = tokio::task::spawn_blocking(|| -> Vec<u8> { panic!("render bug") }).await;
+        let r = metrics_response(panicked);
+        assert_eq!(r.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let ok = metrics_response(Ok(b"x 1\n".to_vec()));
+        assert_eq!(ok.status(), axum::http::StatusCode::OK);
+        assert_eq!(
+            ok.headers()[header::CONTENT_TYPE],
+            crate::metrics::text::CONTENT_TYPE
+        );
+    }
 }
