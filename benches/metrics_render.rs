@@ -1,5 +1,7 @@
-//! Rendering /metrics: the real registry with 100, 1,000 and 10,000
-//! endpoints (each with probes recorded, so every series exists).
+//! Rendering /metrics: the daemon's real metrics with 100, 1,000 and 10,000
+//! endpoints (each with probes recorded, so every series exists). Baseline
+//! in the same run: copying the rendered bytes once (the memory floor any
+//! writer of that text pays).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -53,6 +55,11 @@ fn render(c: &mut Criterion) {
         g.bench_function(format!("{n} endpoints"), |b| {
             b.iter(|| d.render_metrics().len())
         });
+        let text = d.render_metrics();
+        g.bench_function(
+            format!("{n} endpoints, copy of the output (baseline)"),
+            |b| b.iter(|| std::hint::black_box(text.clone()).len()),
+        );
     }
     g.finish();
 }

@@ -157,7 +157,11 @@ mod tests {
         // past the redirect limit) is no answer to the probe: a failure,
         // not an ignored client error that can never trip the breaker.
         for status in [100, 101, 199, 300, 301, 302, 304, 307, 308, 399] {
-            assert_eq!(classify_status(status, b"").0, Reason::BadResponse, "{status}");
+            assert_eq!(
+                classify_status(status, b"").0,
+                Reason::BadResponse,
+                "{status}"
+            );
         }
     }
 

@@ -38,7 +38,10 @@ async fn out_of_descriptors_is_a_local_error_not_an_endpoint_failure() {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
     let lowered = libc::rlimit {
         rlim_cur: limit.rlim_cur.min(512),
         rlim_max: limit.rlim_max,
@@ -68,13 +71,25 @@ async fn out_of_descriptors_is_a_local_error_not_an_endpoint_failure() {
         if n >= 2.0 {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no local error counted:\n{}", s.0);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no local error counted:\n{}",
+            s.0
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     drop(held);
-    assert_eq!(local.state("ok"), Some("closed"), "{}", local.hfbreaker_lines());
     assert_eq!(
-        local.val("hfbreaker_probes_total", &[("endpoint", "ok"), ("result", "failure")]),
+        local.state("ok"),
+        Some("closed"),
+        "{}",
+        local.hfbreaker_lines()
+    );
+    assert_eq!(
+        local.val(
+            "hfbreaker_probes_total",
+            &[("endpoint", "ok"), ("result", "failure")]
+        ),
         0.0
     );
     assert_eq!(
@@ -87,11 +102,19 @@ async fn out_of_descriptors_is_a_local_error_not_an_endpoint_failure() {
     let start = Instant::now();
     loop {
         let s = scrape(&daemon);
-        if s.val("hfbreaker_probes_total", &[("endpoint", "ok"), ("result", "success")]) >= 1.0 {
+        if s.val(
+            "hfbreaker_probes_total",
+            &[("endpoint", "ok"), ("result", "success")],
+        ) >= 1.0
+        {
             assert_eq!(s.state("ok"), Some("closed"));
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no success after recovery:\n{}", s.0);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no success after recovery:\n{}",
+            s.0
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     daemon.stop();

@@ -49,16 +49,18 @@ async fn verdict(answer: &'static str) -> (Verdict, String) {
 
 #[tokio::test]
 async fn switching_protocols_is_a_bad_response() {
-    let (v, d) = verdict("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n").await;
+    let (v, d) = verdict(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    )
+    .await;
     assert_eq!(v, Verdict::Failure(Reason::BadResponse), "{d}");
 }
 
 #[tokio::test]
 async fn redirect_to_file_is_a_bad_response() {
-    let (v, d) = verdict(
-        "HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\n\r\n",
-    )
-    .await;
+    let (v, d) =
+        verdict("HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\n\r\n")
+            .await;
     assert_eq!(v, Verdict::Failure(Reason::BadResponse), "{d}");
     assert!(!d.contains("passwd") || !d.contains("root:"), "{d}");
 }
@@ -84,7 +86,8 @@ async fn refused_is_still_connect() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let yaml = format!("endpoints:\n  - {{name: e, kind: http, url: 'http://127.0.0.1:{port}/'}}\n");
+    let yaml =
+        format!("endpoints:\n  - {{name: e, kind: http, url: 'http://127.0.0.1:{port}/'}}\n");
     let cfg = hfbreaker::config::parse(
         &yaml,
         "t.yml",

@@ -40,14 +40,35 @@ pub trait SampleValue {
 
 impl SampleValue for u64 {
     fn write_to(&self, out: &mut String) {
-        let _ = write!(out, "{self}");
+        write_u64(out, *self);
     }
 }
 
 impl SampleValue for i64 {
     fn write_to(&self, out: &mut String) {
-        let _ = write!(out, "{self}");
+        if *self < 0 {
+            out.push('-');
+        }
+        write_u64(out, self.unsigned_abs());
     }
+}
+
+/// Decimal digits without the formatting machinery: most of the 550,000
+/// samples of a large exposition are small integers, and `write!` was a
+/// third of the render time.
+fn write_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    // The buffer holds ASCII digits only.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
 }
 
 impl SampleValue for f64 {
@@ -65,6 +86,12 @@ fn write_float(out: &mut String, v: f64) {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else if v != 0.0 && !(1e-6..1e15).contains(&v.abs()) {
         let _ = write!(out, "{v:e}");
+    } else if v.fract() == 0.0 {
+        // Integral and below 1e15: exact as an integer, and much faster.
+        if v < 0.0 {
+            out.push('-');
+        }
+        write_u64(out, v.abs() as u64);
     } else {
         let _ = write!(out, "{v}");
     }
@@ -222,6 +249,10 @@ mod tests {
             (10.0, "10"),
             (0.25, "0.25"),
             (-2.5, "-2.5"),
+            (-3.0, "-3"),
+            (999_999_999_999_999.0, "999999999999999"),
+            (1e15, "1e15"),
+            (-0.0, "0"),
             (1e308, "1e308"),
             (1.5e-9, "1.5e-9"),
             (f64::INFINITY, "+Inf"),
@@ -236,6 +267,27 @@ mod tests {
                 assert_eq!(s.parse::<f64>().unwrap(), v);
             }
         }
+    }
+
+    #[test]
+    fn integers_are_plain_decimal() {
+        let u = |v: u64| {
+            let mut s = String::new();
+            v.write_to(&mut s);
+            s
+        };
+        let i = |v: i64| {
+            let mut s = String::new();
+            v.write_to(&mut s);
+            s
+        };
+        assert_eq!(u(0), "0");
+        assert_eq!(u(7), "7");
+        assert_eq!(u(1234567890), "1234567890");
+        assert_eq!(u(u64::MAX), u64::MAX.to_string());
+        assert_eq!(i(-1), "-1");
+        assert_eq!(i(i64::MIN), i64::MIN.to_string());
+        assert_eq!(i(i64::MAX), i64::MAX.to_string());
     }
 
     #[test]
