@@ -187,6 +187,12 @@ pub const LOCAL_ERRORS: Family = family(
     "Failures of this process (out of file descriptors or memory), never counted against an endpoint.",
     &["operation"],
 );
+pub const RUNTIME_TASKS: Family = family(
+    "hfbreaker_runtime_tasks",
+    Gauge,
+    "Tasks alive in the async runtime; steady growth is a leak.",
+    &[],
+);
 pub const SCHEDULER_LATENESS: Family = family(
     "hfbreaker_scheduler_lateness_seconds",
     Histogram,
@@ -267,6 +273,7 @@ pub const ALL: &[Family] = &[
     CONFIG_RELOAD_SUCCESSFUL,
     CONFIG_RELOAD_TIMESTAMP,
     LOCAL_ERRORS,
+    RUNTIME_TASKS,
     SCHEDULER_LATENESS,
     PROCESS_CPU,
     PROCESS_OPEN_FDS,

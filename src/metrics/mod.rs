@@ -333,6 +333,15 @@ impl Metrics {
             let n = self.local_errors[op.index()].load(Ordering::Relaxed);
             w.sample(&f::LOCAL_ERRORS, &[op.as_str()], n);
         }
+        // Only inside a runtime (the daemon renders from its blocking pool).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            w.family(&f::RUNTIME_TASKS);
+            w.sample(
+                &f::RUNTIME_TASKS,
+                &[],
+                rt.metrics().num_alive_tasks() as u64,
+            );
+        }
         w.family(&f::SCHEDULER_LATENESS);
         self.lateness.write(w, &f::SCHEDULER_LATENESS, &[]);
     }

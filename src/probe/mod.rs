@@ -166,35 +166,41 @@ impl Prepared {
             }
             Err(BodyError::Transport(e)) => return transport_failure(&e, code),
         };
-        if status.is_success() {
+        Ok(self.judge(status.as_u16(), &body))
+    }
+
+    /// What an answer with this status and (bounded) body says about the
+    /// endpoint: the result, the loading estimate, a line for the logs.
+    pub fn judge(&self, status: u16, body: &[u8]) -> Exchange {
+        if (200..300).contains(&status) {
             let checked = match &self.check {
                 Check::AnyBody => Ok(()),
-                Check::Generate => generate::check(&body),
-                Check::Chat => chat::check(&body),
-                Check::ChatStream => chat::check_stream(&body),
-                Check::Embed => embed::check(&body),
-                Check::Models(m) => models::check(&body, m.as_deref()),
-                Check::EndpointStatus => status::check(&body),
+                Check::Generate => generate::check(body),
+                Check::Chat => chat::check(body),
+                Check::ChatStream => chat::check_stream(body),
+                Check::Embed => embed::check(body),
+                Check::Models(m) => models::check(body, m.as_deref()),
+                Check::EndpointStatus => status::check(body),
             };
             let detail = match &checked {
-                Ok(()) => format!("HTTP {}", status.as_u16()),
+                Ok(()) => format!("HTTP {status}"),
                 Err(e) => e.detail.clone(),
             };
-            return Ok((checked.map_err(|e| e.reason), code, None, detail));
+            return (checked.map_err(|e| e.reason), Some(status), None, detail);
         }
-        let (reason, estimate) = classify_status(status.as_u16(), &body);
-        Ok((
+        let (reason, estimate) = classify_status(status, body);
+        (
             Err(reason),
-            code,
+            Some(status),
             estimate,
-            format!("HTTP {}", status.as_u16()),
-        ))
+            format!("HTTP {status}"),
+        )
     }
 }
 
 /// What one exchange told: the result, the status, the loading estimate
 /// and a line for the logs.
-type Exchange = (Result<(), Reason>, Option<u16>, Option<f64>, String);
+pub type Exchange = (Result<(), Reason>, Option<u16>, Option<f64>, String);
 
 /// A probe this process could not send or finish for a reason of its own.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -1,0 +1,177 @@
+//! Soak: 10,000 endpoints probing 50 simulated servers whose faults change
+//! at random every 10 s, a config reload every minute (SIGHUP, thresholds
+//! changed) and a scrape every 5 s, for HFBREAKER_SOAK_SECONDS (default
+//! 1,800). Reports RSS, open file descriptors, threads and runtime tasks
+//! after a warm-up and at the end; growth over 5% fails the run.
+//!
+//! `scripts/soak` runs it; `scripts/soak 300` for a short run.
+
+use std::time::{Duration, Instant};
+
+use testkit::Scrape;
+use testkit::bench::{curl, guard};
+use testkit::procfs::rss_bytes;
+
+const N: usize = 10_000;
+const SERVERS: usize = 50;
+const WARM_UP: Duration = Duration::from_secs(90);
+
+fn scenario() -> String {
+    let mut y = String::from("endpoints:\n");
+    for s in 0..SERVERS {
+        y.push_str(&format!("  - {{name: s{s:02}, protocol: tgi}}\n"));
+    }
+    y
+}
+
+/// The config; `variant` changes thresholds (not identities) on reloads.
+fn config(sim: &str, variant: usize) -> String {
+    let threshold = 3 + variant % 3;
+    let mut y = format!(
+        "global:\n  interval: 10s\n  timeout: 2s\n  breaker: {{failure_threshold: {threshold}, open_duration: 20s}}\nendpoints:\n"
+    );
+    for i in 0..N {
+        y.push_str(&format!(
+            "  - {{name: ep-{i:05}, kind: tgi, probe: health, url: '{sim}/s{:02}'}}\n",
+            i % SERVERS
+        ));
+    }
+    y.push_str("routes:\n");
+    for i in (0..N).step_by(4) {
+        y.push_str(&format!(
+            "  - {{name: r-{i:05}, endpoints: [ep-{i:05}, ep-{:05}]}}\n",
+            i + 1
+        ));
+    }
+    y
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Usage {
+    rss_mib: f64,
+    fds: f64,
+    threads: f64,
+    tasks: f64,
+}
+
+fn usage(pid: u32, metrics: &Scrape) -> Usage {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count()) as f64;
+    Usage {
+        rss_mib: rss_bytes(pid) as f64 / 1048576.0,
+        fds,
+        threads: metrics.val("process_threads", &[]),
+        tasks: metrics.val("hfbreaker_runtime_tasks", &[]),
+    }
+}
+
+fn set_mode(sim: &str, server: usize, mode: &str) {
+    let status = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/json",
+        ])
+        .args([
+            "--data",
+            mode,
+            &format!("{sim}/_sim/endpoints/s{server:02}/mode"),
+        ])
+        .status()
+        .expect("curl runs");
+    assert!(status.success());
+}
+
+fn main() {
+    if !guard("soak", "see scripts/soak") {
+        return;
+    }
+    let run = Duration::from_secs(
+        std::env::var("HFBREAKER_SOAK_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1800),
+    )
+    .max(WARM_UP + Duration::from_secs(60));
+    let bin = testkit::binary!();
+    let sim = bin.simulate(&scenario());
+    let d = bin.daemon(&config(&sim.base(), 0), &["--log.level=error"], &[]);
+    let metrics = format!("{}/metrics", d.base());
+    let faults = [
+        "\"ok\"",
+        "\"ok\"",
+        "\"ok\"",
+        "\"hang\"",
+        "\"reset\"",
+        "\"down\"",
+        "\"garbage\"",
+        "{\"status\": 503}",
+        "{\"status\": 429}",
+        "\"huge_body\"",
+    ];
+    let start = Instant::now();
+    let (mut reloads, mut scrapes, mut changes) = (0usize, 0usize, 0usize);
+    let mut warm: Option<Usage> = None;
+    let mut last = Scrape(String::new());
+    let mut tick = 0u64;
+    while start.elapsed() < run {
+        std::thread::sleep(Duration::from_secs(5));
+        tick += 1;
+        last = Scrape(curl(&metrics).0);
+        scrapes += 1;
+        if tick % 2 == 0 {
+            for _ in 0..5 {
+                let server = fastrand::usize(..SERVERS);
+                set_mode(&sim.base(), server, faults[fastrand::usize(..faults.len())]);
+                changes += 1;
+            }
+        }
+        if tick % 12 == 0 {
+            reloads += 1;
+            std::fs::write(d.config_path(), config(&sim.base(), reloads)).expect("config written");
+            d.signal("HUP");
+        }
+        if warm.is_none() && start.elapsed() >= WARM_UP {
+            warm = Some(usage(d.pid(), &last));
+        }
+    }
+    // Settle: every server healthy again, then measure.
+    for s in 0..SERVERS {
+        set_mode(&sim.base(), s, "\"ok\"");
+    }
+    std::thread::sleep(Duration::from_secs(30));
+    last = Scrape(curl(&metrics).0);
+    let end = usage(d.pid(), &last);
+    let warm = warm.expect("the run outlasts the warm-up");
+    let growth = |a: f64, b: f64| if a > 0.0 { 100.0 * (b - a) / a } else { 0.0 };
+    println!(
+        "\nSoak: {N} endpoints, {SERVERS} simulated servers, {:.0} s; {changes} fault changes, {reloads} reloads, {scrapes} scrapes",
+        start.elapsed().as_secs_f64()
+    );
+    println!(
+        "| what | after {:.0} s warm-up | at the end | growth |",
+        WARM_UP.as_secs_f64()
+    );
+    println!("|---|---|---|---|");
+    let rows = [
+        ("RSS (MiB)", warm.rss_mib, end.rss_mib),
+        ("open file descriptors", warm.fds, end.fds),
+        ("threads", warm.threads, end.threads),
+        ("runtime tasks", warm.tasks, end.tasks),
+    ];
+    let mut worst = 0.0f64;
+    for (what, a, b) in rows {
+        let g = growth(a, b);
+        worst = worst.max(g);
+        println!("| {what} | {a:.1} | {b:.1} | {g:+.1}% |");
+    }
+    let reload_ok = last.val("hfbreaker_config_last_reload_successful", &[]);
+    let local = last.sum("hfbreaker_local_errors_total", &[]);
+    println!("| last reload successful | | {reload_ok} | |");
+    println!("| local errors | | {local} | |");
+    assert_eq!(reload_ok, 1.0, "every reload applied");
+    assert!(worst < 5.0, "resource growth {worst:.1}% is over 5%");
+}
