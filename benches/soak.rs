@@ -115,27 +115,26 @@ fn main() {
     let start = Instant::now();
     let (mut reloads, mut scrapes, mut changes) = (0usize, 0usize, 0usize);
     let mut warm: Option<Usage> = None;
-    let mut last = Scrape(String::new());
     let mut tick = 0u64;
     while start.elapsed() < run {
         std::thread::sleep(Duration::from_secs(5));
         tick += 1;
-        last = Scrape(curl(&metrics).0);
+        let scrape = Scrape(curl(&metrics).0);
         scrapes += 1;
-        if tick % 2 == 0 {
+        if tick.is_multiple_of(2) {
             for _ in 0..5 {
                 let server = fastrand::usize(..SERVERS);
                 set_mode(&sim.base(), server, faults[fastrand::usize(..faults.len())]);
                 changes += 1;
             }
         }
-        if tick % 12 == 0 {
+        if tick.is_multiple_of(12) {
             reloads += 1;
             std::fs::write(d.config_path(), config(&sim.base(), reloads)).expect("config written");
             d.signal("HUP");
         }
         if warm.is_none() && start.elapsed() >= WARM_UP {
-            warm = Some(usage(d.pid(), &last));
+            warm = Some(usage(d.pid(), &scrape));
         }
     }
     // Settle: every server healthy again, then measure.
@@ -143,7 +142,7 @@ fn main() {
         set_mode(&sim.base(), s, "\"ok\"");
     }
     std::thread::sleep(Duration::from_secs(30));
-    last = Scrape(curl(&metrics).0);
+    let last = Scrape(curl(&metrics).0);
     let end = usage(d.pid(), &last);
     let warm = warm.expect("the run outlasts the warm-up");
     let growth = |a: f64, b: f64| if a > 0.0 { 100.0 * (b - a) / a } else { 0.0 };
