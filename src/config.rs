@@ -150,12 +150,64 @@ struct RawTls {
 }
 
 /// `X-Api-Key: literal`, `{value_env: NAME}` or `{value_file: PATH}`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum RawHeaderValue {
     Literal(String),
-    Env { value_env: String },
-    File { value_file: PathBuf },
+    Env(String),
+    File(PathBuf),
+}
+
+// By hand: serde's untagged enums buffer the input and lose the positions
+// that `Spanned` needs, and their error ("did not match any variant") says nothing.
+impl<'de> Deserialize<'de> for RawHeaderValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawHeaderValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, {value_env: NAME} or {value_file: PATH}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            // `X-Priority: 1`, `X-Debug: true`: YAML reads them as numbers and booleans.
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                let one = match m.next_key::<String>()?.as_deref() {
+                    Some("value_env") => RawHeaderValue::Env(m.next_value()?),
+                    Some("value_file") => RawHeaderValue::File(m.next_value()?),
+                    Some(k) => {
+                        return Err(A::Error::unknown_field(k, &["value_env", "value_file"]));
+                    }
+                    None => {
+                        return Err(A::Error::custom(
+                            "empty mapping; write {value_env: NAME} or {value_file: PATH}",
+                        ));
+                    }
+                };
+                if m.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom("set one of value_env and value_file"));
+                }
+                Ok(one)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1436,7 +1488,7 @@ fn header_value(
 ) -> Option<Secret> {
     let value = match &v.value {
         RawHeaderValue::Literal(s) => s.clone(),
-        RawHeaderValue::Env { value_env } => match env.var(value_env) {
+        RawHeaderValue::Env(value_env) => match env.var(value_env) {
             Some(s) => s.trim().to_string(),
             None => {
                 let msg = format!("environment variable {value_env} is not set");
@@ -1444,7 +1496,7 @@ fn header_value(
                 return None;
             }
         },
-        RawHeaderValue::File { value_file } => match read_secret_file(value_file) {
+        RawHeaderValue::File(value_file) => match read_secret_file(value_file) {
             Ok(s) => s.expose().to_string(),
             Err(e) => {
                 errs.at(v, field, e.to_string());
