@@ -317,18 +317,8 @@ fn check_config(files: &[PathBuf]) -> i32 {
 }
 
 fn read_admin_token(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "{}: cannot read admin token file: {}",
-            path.display(),
-            e.kind()
-        )
-    })?;
-    let t = text.trim();
-    if t.is_empty() {
-        return Err(format!("{}: admin token file is empty", path.display()));
-    }
-    Ok(Secret::new(t))
+    // Never blocks on a FIFO, never reads more than 64 KiB, never echoes content.
+    crate::secret::read_secret_file(path).map_err(|e| format!("admin token file {e}"))
 }
 
 fn run(flags: Flags) -> i32 {

@@ -1,7 +1,7 @@
 //! The YAML configuration: what users write, its defaults, and validation
 //! that names the file, line and field of every mistake.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use serde_saphyr::Spanned;
 use crate::breaker::BreakerConfig;
 use crate::classify::Reason;
 use crate::label::label_enum;
-use crate::secret::Secret;
+use crate::secret::{Secret, read_regular_file, read_secret_file};
 
 /// A duration written as a human string: "15s", "2m", "500ms".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,8 +99,7 @@ label_enum! {
 struct RawFile {
     #[serde(default)]
     global: RawGlobal,
-    #[serde(default)]
-    endpoints: Vec<RawEndpoint>,
+    endpoints: Option<Spanned<Vec<RawEndpoint>>>,
     #[serde(default)]
     routes: Vec<RawRoute>,
 }
@@ -114,6 +113,101 @@ struct RawGlobal {
     max_body_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     breaker: RawBreaker,
+    /// Run with no endpoints at all; without it an empty file is a mistake.
+    allow_empty: Option<bool>,
+    max_tokens: Option<Spanned<u32>>,
+    tls: Option<RawTls>,
+    proxy_url: Option<Spanned<String>>,
+    headers: Option<BTreeMap<String, Spanned<RawHeaderValue>>>,
+}
+
+/// The request options of `global` or of one endpoint, which inherits from
+/// `global` and may override each one.
+struct RawRequest<'a> {
+    max_tokens: &'a Option<Spanned<u32>>,
+    tls: &'a Option<RawTls>,
+    proxy_url: &'a Option<Spanned<String>>,
+    headers: &'a Option<BTreeMap<String, Spanned<RawHeaderValue>>>,
+}
+
+macro_rules! raw_request {
+    ($r:expr) => {
+        RawRequest {
+            max_tokens: &$r.max_tokens,
+            tls: &$r.tls,
+            proxy_url: &$r.proxy_url,
+            headers: &$r.headers,
+        }
+    };
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<Spanned<PathBuf>>,
+    insecure_skip_verify: Option<Spanned<bool>>,
+    server_name: Option<Spanned<String>>,
+}
+
+/// `X-Api-Key: literal`, `{value_env: NAME}` or `{value_file: PATH}`.
+#[derive(Debug)]
+enum RawHeaderValue {
+    Literal(String),
+    Env(String),
+    File(PathBuf),
+}
+
+// By hand: serde's untagged enums buffer the input and lose the positions
+// that `Spanned` needs, and their error ("did not match any variant") says nothing.
+impl<'de> Deserialize<'de> for RawHeaderValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawHeaderValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, {value_env: NAME} or {value_file: PATH}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            // `X-Priority: 1`, `X-Debug: true`: YAML reads them as numbers and booleans.
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Literal(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                let one = match m.next_key::<String>()?.as_deref() {
+                    Some("value_env") => RawHeaderValue::Env(m.next_value()?),
+                    Some("value_file") => RawHeaderValue::File(m.next_value()?),
+                    Some(k) => {
+                        return Err(A::Error::unknown_field(k, &["value_env", "value_file"]));
+                    }
+                    None => {
+                        return Err(A::Error::custom(
+                            "empty mapping; write {value_env: NAME} or {value_file: PATH}",
+                        ));
+                    }
+                };
+                if m.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom("set one of value_env and value_file"));
+                }
+                Ok(one)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +244,10 @@ struct RawEndpoint {
     breaker: RawBreaker,
     #[serde(default)]
     ignore: Vec<Reason>,
+    max_tokens: Option<Spanned<u32>>,
+    tls: Option<RawTls>,
+    proxy_url: Option<Spanned<String>>,
+    headers: Option<BTreeMap<String, Spanned<RawHeaderValue>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +266,57 @@ pub struct Global {
     pub timeout: Duration,
     pub confirm_interval: Duration,
     pub max_body_bytes: u64,
+    /// A config without endpoints is accepted (and runs idle) only with this.
+    pub allow_empty: bool,
+    /// Defaults of every endpoint's request options.
+    pub request: RequestOptions,
+}
+
+/// What a probe request carries beyond its kind: the token budget, extra
+/// headers and how the connection is made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestOptions {
+    /// `max_tokens` (chat) or `max_new_tokens` (generate) of the probe.
+    pub max_tokens: u32,
+    /// Extra headers, sent as written. Every value is a [`Secret`]: it may be
+    /// an API key, so none is ever logged, exported or echoed in an error.
+    pub headers: Vec<(String, Secret)>,
+    pub upstream: Upstream,
+}
+
+impl Default for RequestOptions {
+    fn default() -> Self {
+        RequestOptions {
+            max_tokens: default_max_tokens(),
+            headers: Vec::new(),
+            upstream: Upstream::default(),
+        }
+    }
+}
+
+/// How connections to an endpoint are made; endpoints with equal options
+/// share one HTTP client and its connection pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Upstream {
+    /// `tls.ca_file` and its PEM, read and checked at load, trusted in
+    /// addition to the system and bundled roots.
+    pub ca_file: Option<PathBuf>,
+    pub ca_pem: Option<Vec<u8>>,
+    /// `tls.insecure_skip_verify`: no certificate or name check at all.
+    pub insecure_skip_verify: bool,
+    /// `tls.server_name`: the name the certificate must carry (SNI and Host),
+    /// while the connection still goes to the URL's host.
+    pub server_name: Option<String>,
+    /// `proxy_url`; a Secret because it may carry credentials. None = the
+    /// standard HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY variables.
+    pub proxy_url: Option<Secret>,
+}
+
+impl Upstream {
+    /// True when the shared default client serves the endpoint.
+    pub fn is_default(&self) -> bool {
+        *self == Upstream::default()
+    }
 }
 
 pub fn default_interval() -> Duration {
@@ -183,6 +332,108 @@ pub fn default_confirm_interval() -> Duration {
 }
 pub fn default_max_body_bytes() -> u64 {
     256 * 1024
+}
+/// One token: the cheapest generation. Reasoning models and some providers
+/// need more (they spend or refuse a budget of 1); raise `max_tokens` there.
+pub fn default_max_tokens() -> u32 {
+    1
+}
+
+/// Inclusive range of one setting: `min..=max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds<T> {
+    pub min: T,
+    pub max: T,
+}
+
+impl<T: PartialOrd> Bounds<T> {
+    pub fn contains(&self, v: &T) -> bool {
+        self.min <= *v && *v <= self.max
+    }
+}
+
+/// The range of every duration, count and size in the file, in one place
+/// (the README's table lists the same). Every value is validated against
+/// them at load, so no arithmetic on a loaded config can overflow: the largest
+/// time ever added to a clock is 24 h (+10% backoff jitter).
+pub mod bounds {
+    use super::Bounds;
+    use std::time::Duration;
+
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+    const HOUR: u64 = 3_600_000;
+
+    /// Healthy probe interval. Below 100 ms probing becomes load generation;
+    /// above a day a probe says nothing about the present.
+    pub const INTERVAL: Bounds<Duration> = Bounds {
+        min: ms(100),
+        max: ms(24 * HOUR),
+    };
+    /// Per-probe deadline. 10 ms allows loopback tests; 5 min is beyond any
+    /// proxy's idle timeout, so a longer wait could never be answered anyway.
+    pub const TIMEOUT: Bounds<Duration> = Bounds {
+        min: ms(10),
+        max: ms(5 * 60_000),
+    };
+    /// Interval while confirming a failure. Short floor: confirmations exist to
+    /// decide fast (tests use 40 ms); at most scheduled at the hour.
+    pub const CONFIRM_INTERVAL: Bounds<Duration> = Bounds {
+        min: ms(10),
+        max: ms(HOUR),
+    };
+    /// A success slower than this is slow; a probe never lasts beyond TIMEOUT.max.
+    pub const SLOW_CALL_DURATION: Bounds<Duration> = Bounds {
+        min: ms(1),
+        max: ms(5 * 60_000),
+    };
+    /// First open period and cap of the doubling backoff: at most a day,
+    /// so every open period ends and every timestamp stays printable.
+    pub const OPEN_DURATION: Bounds<Duration> = Bounds {
+        min: ms(100),
+        max: ms(24 * HOUR),
+    };
+    pub const MAX_OPEN_DURATION: Bounds<Duration> = Bounds {
+        min: ms(100),
+        max: ms(24 * HOUR),
+    };
+    /// Probe answers are one token or one vector: 1 KiB holds an error page's
+    /// start, 64 MiB a large embedding; more is buffered per probe in flight.
+    pub const MAX_BODY_BYTES: Bounds<u64> = Bounds {
+        min: 1024,
+        max: 64 * 1024 * 1024,
+    };
+    /// Consecutive failures that trip; also the cap of probes of one endpoint in flight.
+    pub const FAILURE_THRESHOLD: Bounds<u32> = Bounds { min: 1, max: 100 };
+    /// Probes remembered per endpoint (memory per endpoint).
+    pub const WINDOW: Bounds<u32> = Bounds { min: 1, max: 1000 };
+    /// At most `window` as well.
+    pub const MIN_CALLS: Bounds<u32> = Bounds { min: 1, max: 1000 };
+    pub const SUCCESS_THRESHOLD: Bounds<u32> = Bounds { min: 1, max: 100 };
+    /// Generation budget of a probe: one token up to a short answer.
+    pub const MAX_TOKENS: Bounds<u32> = Bounds { min: 1, max: 4096 };
+    /// Extra headers per endpoint, their names and values.
+    pub const MAX_HEADERS: usize = 32;
+    pub const MAX_HEADER_NAME_BYTES: usize = 128;
+    pub const MAX_HEADER_VALUE_BYTES: usize = 4096;
+    /// Endpoint and route names (labels), HF namespaces and endpoint names, models.
+    pub const MAX_NAME_BYTES: usize = 128;
+    pub const MAX_HF_NAME_BYTES: usize = 96;
+    pub const MAX_MODEL_BYTES: usize = 256;
+    /// A CA bundle; the system's whole store is about 200 KiB.
+    pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+}
+
+/// A bound as people write it: `100ms`, `5m`, `24h`.
+pub fn format_bound(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        _ if ms >= 3_600_000 && ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms >= 60_000 && ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms >= 1000 && ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
 }
 pub fn default_router_url(kind: Kind) -> Option<&'static str> {
     match kind {
@@ -215,6 +466,8 @@ pub struct EndpointConfig {
     pub timeout: Duration,
     pub confirm_interval: Duration,
     pub max_body_bytes: u64,
+    /// Token budget, headers, TLS and proxy.
+    pub request: RequestOptions,
     pub breaker: BreakerConfig,
     /// false = observe-only: states are computed and exported, routes ignore them.
     pub enforce: bool,
@@ -388,7 +641,7 @@ pub fn load_with_env(path: &Path, env: &dyn EnvSource) -> Result<Config, ConfigE
 
 /// Parse YAML text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str, env: &dyn EnvSource) -> Result<Config, ConfigError> {
-    let raw: RawFile = if text.trim().is_empty() {
+    let raw: RawFile = if blank(text) {
         RawFile::default()
     } else {
         serde_saphyr::from_str(text).map_err(|e| ConfigError::Invalid {
@@ -404,6 +657,14 @@ pub fn parse(text: &str, origin: &str, env: &dyn EnvSource) -> Result<Config, Co
             path: origin.to_string(),
             errors,
         })
+}
+
+/// Nothing but whitespace, comments and document markers: an empty file.
+fn blank(text: &str) -> bool {
+    text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
+    })
 }
 
 /// A parse error (YAML syntax, unknown field, bad value) as a [`FieldError`]
@@ -529,20 +790,45 @@ fn check_name(
     }
 }
 
+/// A duration within `b`, else an error and `fallback`.
 fn duration(
     errs: &mut Errors,
     v: &Option<Spanned<HumanDuration>>,
     field: &str,
     fallback: Duration,
+    b: Bounds<Duration>,
 ) -> Duration {
     match v {
         None => fallback,
-        Some(s) if s.value.0.is_zero() => {
-            errs.at(s, field, "must be greater than zero");
+        Some(s) if !b.contains(&s.value.0) => {
+            errs.at(
+                s,
+                field,
+                format!(
+                    "must be between {} and {}",
+                    format_bound(b.min),
+                    format_bound(b.max)
+                ),
+            );
             fallback
         }
         Some(s) => s.value.0,
     }
+}
+
+/// A count or size within `b`, else an error and None.
+fn bounded<T: PartialOrd + Copy + fmt::Display>(
+    errs: &mut Errors,
+    v: &Option<Spanned<T>>,
+    field: &str,
+    b: Bounds<T>,
+) -> Option<T> {
+    let s = v.as_ref()?;
+    if b.contains(&s.value) {
+        return Some(s.value);
+    }
+    errs.at(s, field, format!("must be between {} and {}", b.min, b.max));
+    None
 }
 
 /// Applies `raw` over `base`; `prefix` is the field path of the breaker block.
@@ -555,27 +841,31 @@ fn resolve_breaker(
 ) -> (BreakerConfig, bool) {
     let mut b = base.clone();
     let f = |name: &str| format!("{prefix}.{name}");
-    let mut count = |v: &Option<Spanned<u32>>, name: &str, target: &mut u32| {
-        if let Some(s) = v {
-            if s.value == 0 {
-                errs.at(s, f(name), "must be at least 1");
-            } else {
-                *target = s.value;
-            }
+    for (v, name, target, range) in [
+        (
+            &raw.failure_threshold,
+            "failure_threshold",
+            &mut b.failure_threshold,
+            bounds::FAILURE_THRESHOLD,
+        ),
+        (&raw.window, "window", &mut b.window, bounds::WINDOW),
+        (
+            &raw.min_calls,
+            "min_calls",
+            &mut b.min_calls,
+            bounds::MIN_CALLS,
+        ),
+        (
+            &raw.success_threshold,
+            "success_threshold",
+            &mut b.success_threshold,
+            bounds::SUCCESS_THRESHOLD,
+        ),
+    ] {
+        if let Some(n) = bounded(errs, v, &f(name), range) {
+            *target = n;
         }
-    };
-    count(
-        &raw.failure_threshold,
-        "failure_threshold",
-        &mut b.failure_threshold,
-    );
-    count(&raw.window, "window", &mut b.window);
-    count(&raw.min_calls, "min_calls", &mut b.min_calls);
-    count(
-        &raw.success_threshold,
-        "success_threshold",
-        &mut b.success_threshold,
-    );
+    }
     let mut ratio = |v: &Option<Spanned<f64>>, name: &str, target: &mut f64| {
         if let Some(s) = v {
             if !(s.value > 0.0 && s.value <= 1.0) {
@@ -595,20 +885,27 @@ fn resolve_breaker(
         "slow_call_rate_threshold",
         &mut b.slow_call_rate_threshold,
     );
-    for (v, name, target) in [
+    for (v, name, target, range) in [
         (
             &raw.slow_call_duration,
             "slow_call_duration",
             &mut b.slow_call_duration,
+            bounds::SLOW_CALL_DURATION,
         ),
-        (&raw.open_duration, "open_duration", &mut b.open_duration),
+        (
+            &raw.open_duration,
+            "open_duration",
+            &mut b.open_duration,
+            bounds::OPEN_DURATION,
+        ),
         (
             &raw.max_open_duration,
             "max_open_duration",
             &mut b.max_open_duration,
+            bounds::MAX_OPEN_DURATION,
         ),
     ] {
-        *target = duration(errs, v, &f(name), *target);
+        *target = duration(errs, v, &f(name), *target, range);
     }
     check_breaker_limits(raw, &mut b, prefix, errs);
     (b, raw.enforce.unwrap_or(base_enforce))
@@ -653,7 +950,7 @@ struct Defaults {
 }
 
 fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
-    let global = resolve_global(&raw.global, errs);
+    let global = resolve_global(&raw.global, env, errs);
     let (breaker, enforce) = resolve_breaker(
         &raw.global.breaker,
         &BreakerConfig::default(),
@@ -666,9 +963,11 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
         breaker,
         enforce,
     };
+    check_not_empty(&raw, defaults.global.allow_empty, errs);
     let mut endpoint_names = HashMap::new();
     let mut endpoints = Vec::new();
-    for (i, e) in raw.endpoints.iter().enumerate() {
+    let raw_endpoints = raw.endpoints.as_ref().map_or(&[][..], |e| &e.value[..]);
+    for (i, e) in raw_endpoints.iter().enumerate() {
         let p = format!("endpoints[{i}]");
         check_name(
             &e.name,
@@ -699,24 +998,66 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
     }
 }
 
-fn resolve_global(g: &RawGlobal, errs: &mut Errors) -> Global {
+/// No endpoints (an empty file, a file of comments, `endpoints: []`) is
+/// almost always a truncated or half-written file: applying it would stop
+/// all probing while reporting success. Refused unless `allow_empty: true`.
+fn check_not_empty(raw: &RawFile, allow_empty: bool, errs: &mut Errors) {
+    if allow_empty || raw.endpoints.as_ref().is_some_and(|e| !e.value.is_empty()) {
+        return;
+    }
+    let message = "no endpoints configured (an empty or truncated file?); \
+                   set global.allow_empty: true to run without endpoints";
+    match &raw.endpoints {
+        Some(e) => errs.at(e, "endpoints", message),
+        None => errs.0.push(FieldError {
+            line: 1,
+            column: 1,
+            field: "endpoints".to_string(),
+            message: message.to_string(),
+        }),
+    }
+}
+
+fn resolve_global(g: &RawGlobal, env: &dyn EnvSource, errs: &mut Errors) -> Global {
+    let request = resolve_request(
+        &raw_request!(g),
+        &RequestOptions::default(),
+        "global",
+        None,
+        env,
+        errs,
+    );
     Global {
-        interval: duration(errs, &g.interval, "global.interval", default_interval()),
-        timeout: duration(errs, &g.timeout, "global.timeout", default_timeout()),
+        interval: duration(
+            errs,
+            &g.interval,
+            "global.interval",
+            default_interval(),
+            bounds::INTERVAL,
+        ),
+        timeout: duration(
+            errs,
+            &g.timeout,
+            "global.timeout",
+            default_timeout(),
+            bounds::TIMEOUT,
+        ),
         confirm_interval: duration(
             errs,
             &g.confirm_interval,
             "global.confirm_interval",
             default_confirm_interval(),
+            bounds::CONFIRM_INTERVAL,
         ),
-        max_body_bytes: match &g.max_body_bytes {
-            Some(s) if s.value < 1024 => {
-                errs.at(s, "global.max_body_bytes", "must be at least 1024");
-                default_max_body_bytes()
-            }
-            Some(s) => s.value,
-            None => default_max_body_bytes(),
-        },
+        max_body_bytes: bounded(
+            errs,
+            &g.max_body_bytes,
+            "global.max_body_bytes",
+            bounds::MAX_BODY_BYTES,
+        )
+        .unwrap_or_else(default_max_body_bytes),
+        allow_empty: g.allow_empty.unwrap_or(false),
+        request,
     }
 }
 
@@ -742,13 +1083,28 @@ fn resolve_endpoint(
         errs,
     );
     let g = &d.global;
-    let interval = duration(errs, &e.interval, &format!("{p}.interval"), g.interval);
-    let timeout = duration(errs, &e.timeout, &format!("{p}.timeout"), g.timeout);
+    let request = resolve_request(&raw_request!(e), &g.request, p, Some(probe), env, errs);
+    check_headers_vs_token(e, &request, p, errs);
+    let interval = duration(
+        errs,
+        &e.interval,
+        &format!("{p}.interval"),
+        g.interval,
+        bounds::INTERVAL,
+    );
+    let timeout = duration(
+        errs,
+        &e.timeout,
+        &format!("{p}.timeout"),
+        g.timeout,
+        bounds::TIMEOUT,
+    );
     let confirm_interval = duration(
         errs,
         &e.confirm_interval,
         &format!("{p}.confirm_interval"),
         g.confirm_interval,
+        bounds::CONFIRM_INTERVAL,
     );
     Some(EndpointConfig {
         name: e.name.value.clone(),
@@ -764,6 +1120,7 @@ fn resolve_endpoint(
         timeout,
         confirm_interval,
         max_body_bytes: g.max_body_bytes,
+        request,
         breaker,
         enforce,
         ignore: e.ignore.iter().copied().collect(),
@@ -841,22 +1198,40 @@ fn check_model(e: &RawEndpoint, probe: ProbeKind, p: &str, errs: &mut Errors) {
             ),
         );
     }
-    if let Some(m) = &e.model
-        && m.value.trim().is_empty()
+    let Some(m) = &e.model else { return };
+    let v = m.value.trim();
+    let field = format!("{p}.model");
+    if v.is_empty() {
+        errs.at(m, field, "must not be empty");
+    } else if v.len() > bounds::MAX_MODEL_BYTES {
+        let msg = format!("at most {} bytes", bounds::MAX_MODEL_BYTES);
+        errs.at(m, field, msg);
+    } else if kind == Kind::HfInference
+        && (v.contains(['?', '#', '\\']) || v.split('/').any(|seg| matches!(seg, "" | "." | "..")))
     {
-        errs.at(m, format!("{p}.model"), "must not be empty");
+        // hf-inference puts the model in the URL path: it must stay one resource.
+        errs.at(
+            m,
+            field,
+            "must be a model id such as org/name: no empty, \".\" or \"..\" segment, no ?, # or \\",
+        );
     }
+}
+
+/// A Hub namespace, repository or endpoint name: it goes into a URL path, so
+/// `..` or a `/` would change which resource is read.
+fn hf_name(s: &str) -> bool {
+    s.len() <= bounds::MAX_HF_NAME_BYTES
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !s.contains("..")
 }
 
 /// namespace and endpoint_name: required by endpoint-status, which puts them
 /// in the management API path, and refused elsewhere.
 fn check_status_target(e: &RawEndpoint, p: &str, errs: &mut Errors) {
     let status = e.kind.value == Kind::EndpointStatus;
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
     for (field, v) in [
         ("namespace", &e.namespace),
         ("endpoint_name", &e.endpoint_name),
@@ -866,7 +1241,14 @@ fn check_status_target(e: &RawEndpoint, p: &str, errs: &mut Errors) {
             None if status => errs.at(&e.kind, f, format!("kind endpoint-status needs {field}")),
             None => {}
             Some(s) if !status => errs.at(s, f, "only kind endpoint-status uses this field"),
-            Some(s) if !plain(&s.value) => errs.at(s, f, "must be a plain name ([A-Za-z0-9._-])"),
+            Some(s) if !hf_name(&s.value) => errs.at(
+                s,
+                f,
+                format!(
+                    "must match [A-Za-z0-9][A-Za-z0-9._-]* without \"..\", at most {} characters",
+                    bounds::MAX_HF_NAME_BYTES
+                ),
+            ),
             Some(_) => {}
         }
     }
@@ -924,17 +1306,236 @@ fn token_from_file(
     p: &str,
     errs: &mut Errors,
 ) -> Option<(Secret, TokenSource)> {
-    let field = format!("{p}.token_file");
-    let path = file.value.display();
-    match std::fs::read_to_string(&file.value) {
-        Ok(v) if !v.trim().is_empty() => {
-            return Some((Secret::new(v.trim()), TokenSource::File(file.value.clone())));
+    match read_secret_file(&file.value) {
+        Ok(v) => Some((v, TokenSource::File(file.value.clone()))),
+        // The error names the path and the failure, never the content.
+        Err(err) => {
+            errs.at(file, format!("{p}.token_file"), err.to_string());
+            None
         }
-        Ok(_) => errs.at(file, field, format!("{path} is empty")),
-        // io::Error text names the failure kind only, never the file content.
-        Err(err) => errs.at(file, field, format!("cannot read {path}: {}", err.kind())),
+    }
+}
+
+/// Request options of `global` over the defaults (`probe` None), or of one
+/// endpoint over the global ones.
+fn resolve_request(
+    r: &RawRequest,
+    base: &RequestOptions,
+    p: &str,
+    probe: Option<ProbeKind>,
+    env: &dyn EnvSource,
+    errs: &mut Errors,
+) -> RequestOptions {
+    let mut out = base.clone();
+    let field = format!("{p}.max_tokens");
+    if let Some(n) = bounded(errs, r.max_tokens, &field, bounds::MAX_TOKENS) {
+        out.max_tokens = n;
+    }
+    if let (Some(s), Some(probe)) = (r.max_tokens, probe)
+        && !matches!(
+            probe,
+            ProbeKind::Generate | ProbeKind::Chat | ProbeKind::ChatStream
+        )
+    {
+        let msg = format!("probe {} generates no tokens", probe.as_str());
+        errs.at(s, field, msg);
+    }
+    if let Some(tls) = r.tls {
+        resolve_tls(tls, &mut out.upstream, p, errs);
+    }
+    if let Some(u) = r.proxy_url {
+        out.upstream.proxy_url = check_proxy_url(u, &format!("{p}.proxy_url"), errs);
+    }
+    if let Some(h) = r.headers {
+        merge_headers(h, &mut out.headers, p, env, errs);
+    }
+    out
+}
+
+/// `tls:` fields override the inherited ones one by one.
+fn resolve_tls(t: &RawTls, up: &mut Upstream, p: &str, errs: &mut Errors) {
+    if let Some(f) = &t.ca_file {
+        let field = format!("{p}.tls.ca_file");
+        match read_regular_file(&f.value, bounds::MAX_CA_FILE_BYTES) {
+            Ok(pem) if usable_ca(&pem) => {
+                up.ca_file = Some(f.value.clone());
+                up.ca_pem = Some(pem);
+            }
+            Ok(_) => errs.at(
+                f,
+                field,
+                format!("{}: no usable PEM certificate in it", f.value.display()),
+            ),
+            Err(e) => errs.at(f, field, e.to_string()),
+        }
+    }
+    if let Some(b) = &t.insecure_skip_verify {
+        up.insecure_skip_verify = b.value;
+    }
+    if let Some(n) = &t.server_name {
+        if dns_name(&n.value) {
+            up.server_name = Some(n.value.to_ascii_lowercase());
+        } else {
+            errs.at(
+                n,
+                format!("{p}.tls.server_name"),
+                "must be a DNS name such as tgi.internal",
+            );
+        }
+    }
+}
+
+/// At least one certificate, and one a TLS client accepts as a root (the
+/// client is built here only to check, so check-config catches a bad file).
+fn usable_ca(pem: &[u8]) -> bool {
+    let Ok(certs) = reqwest::Certificate::from_pem_bundle(pem) else {
+        return false;
+    };
+    !certs.is_empty()
+        && certs
+            .into_iter()
+            .fold(
+                reqwest::Client::builder().tls_built_in_root_certs(false),
+                |b, c| b.add_root_certificate(c),
+            )
+            .build()
+            .is_ok()
+}
+
+fn dns_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// An http(s) proxy. Messages never repeat the value: it may hold credentials.
+fn check_proxy_url(u: &Spanned<String>, field: &str, errs: &mut Errors) -> Option<Secret> {
+    let v = u.value.trim();
+    match reqwest::Url::parse(v) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            errs.at(u, field, "scheme must be http or https")
+        }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => errs.at(u, field, "needs a host"),
+        Ok(_) if reqwest::Proxy::all(v).is_err() => errs.at(u, field, "not a usable proxy URL"),
+        Ok(_) => return Some(Secret::new(v)),
+        Err(_) => errs.at(
+            u,
+            field,
+            "not a valid URL (e.g. http://proxy.internal:3128)",
+        ),
     }
     None
+}
+
+/// Headers the client sets itself, or that would break the request's framing.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// `headers:` over the inherited ones; a name written again (in any case) replaces.
+fn merge_headers(
+    raw: &BTreeMap<String, Spanned<RawHeaderValue>>,
+    out: &mut Vec<(String, Secret)>,
+    p: &str,
+    env: &dyn EnvSource,
+    errs: &mut Errors,
+) {
+    for (name, v) in raw {
+        let field = format!("{p}.headers.{name}");
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || name.len() > bounds::MAX_HEADER_NAME_BYTES || !name.chars().all(token)
+        {
+            errs.at(v, field, "not a valid header name");
+            continue;
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            errs.at(v, field, "set by hfbreaker itself; cannot be overridden");
+            continue;
+        }
+        if let Some(value) = header_value(v, &field, env, errs) {
+            out.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            out.push((name.clone(), value));
+        }
+    }
+    if out.len() > bounds::MAX_HEADERS
+        && let Some(v) = raw.values().next()
+    {
+        let msg = format!("at most {} headers", bounds::MAX_HEADERS);
+        errs.at(v, format!("{p}.headers"), msg);
+    }
+}
+
+/// The value of one header. Errors name the source, never the value.
+fn header_value(
+    v: &Spanned<RawHeaderValue>,
+    field: &str,
+    env: &dyn EnvSource,
+    errs: &mut Errors,
+) -> Option<Secret> {
+    let value = match &v.value {
+        RawHeaderValue::Literal(s) => s.clone(),
+        RawHeaderValue::Env(value_env) => match env.var(value_env) {
+            Some(s) => s.trim().to_string(),
+            None => {
+                let msg = format!("environment variable {value_env} is not set");
+                errs.at(v, field, msg);
+                return None;
+            }
+        },
+        RawHeaderValue::File(value_file) => match read_secret_file(value_file) {
+            Ok(s) => s.expose().to_string(),
+            Err(e) => {
+                errs.at(v, field, e.to_string());
+                return None;
+            }
+        },
+    };
+    let printable = |c: char| c == '\t' || (' '..='~').contains(&c);
+    if value.is_empty()
+        || value.len() > bounds::MAX_HEADER_VALUE_BYTES
+        || !value.chars().all(printable)
+    {
+        let msg = format!(
+            "value must be 1 to {} printable ASCII characters",
+            bounds::MAX_HEADER_VALUE_BYTES
+        );
+        errs.at(v, field, msg);
+        return None;
+    }
+    Some(Secret::new(value))
+}
+
+/// A token is sent as `Authorization: Bearer`; a second Authorization would be ambiguous.
+fn check_headers_vs_token(e: &RawEndpoint, r: &RequestOptions, p: &str, errs: &mut Errors) {
+    let auth = r
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    let token = e
+        .token_env
+        .as_ref()
+        .or(e.token_file.as_ref().map(|_| &e.name));
+    if auth && let Some(at) = token {
+        errs.at(
+            at,
+            format!("{p}.headers"),
+            "an Authorization header and a token are exclusive; drop one",
+        );
+    }
 }
 
 /// One route (its name is checked by the caller); `endpoints` maps the
@@ -1094,10 +1695,15 @@ routes:
 
     #[test]
     fn rendered_error_names_file_line_and_field() {
-        let err = parse("global:\n  timeout: 0s\n", "conf/h.yml", &env()).unwrap_err();
+        let err = parse(
+            "global:\n  timeout: 0s\n  allow_empty: true\n",
+            "conf/h.yml",
+            &env(),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "conf/h.yml:2:12: global.timeout: must be greater than zero"
+            "conf/h.yml:2:12: global.timeout: must be between 10ms and 5m"
         );
     }
 
@@ -1179,7 +1785,8 @@ routes:
         assert_eq!(
             err.to_string(),
             "c.yml:2:3: intervall: unknown field `intervall`, expected one of interval, \
-             timeout, confirm_interval, max_body_bytes, breaker"
+             timeout, confirm_interval, max_body_bytes, breaker, allow_empty, max_tokens, tls, \
+             proxy_url, headers"
         );
     }
 
@@ -1262,19 +1869,19 @@ routes:
 ";
         let err = parse(yaml, "t.yml", &env()).unwrap_err().to_string();
         let want = [
-            "t.yml:2:13: global.interval: must be greater than zero",
-            "t.yml:3:19: global.max_body_bytes: must be at least 1024",
+            "t.yml:2:13: global.interval: must be between 100ms and 24h",
+            "t.yml:3:19: global.max_body_bytes: must be between 1024 and 67108864",
             "t.yml:6:24: global.breaker.max_open_duration: must not be shorter than open_duration",
             "t.yml:8:11: endpoints[0].name: \"A\" must match [a-z0-9_-]+ (it becomes the `endpoint` label)",
             "t.yml:9:11: endpoints[0].url: kind http needs a url",
             "t.yml:11:11: endpoints[1].endpoint_name: kind endpoint-status needs endpoint_name",
-            "t.yml:12:16: endpoints[1].namespace: must be a plain name ([A-Za-z0-9._-])",
+            "t.yml:12:16: endpoints[1].namespace: must match [A-Za-z0-9][A-Za-z0-9._-]* without \"..\", at most 96 characters",
             "t.yml:13:11: endpoints[2].name: duplicate endpoint name \"s\" (first defined on line 10)",
             "t.yml:15:10: endpoints[2].url: credentials in the URL are not allowed; use token_env or token_file",
             "t.yml:16:12: endpoints[2].probe: kind tgi does not support probe embed; use one of: generate, health, chat, chat_stream",
             "t.yml:17:20: endpoints[2].endpoint_name: only kind endpoint-status uses this field",
             "t.yml:18:16: endpoints[2].token_env: set token_env or token_file, not both",
-            "t.yml:20:14: endpoints[2].timeout: must be greater than zero",
+            "t.yml:20:14: endpoints[2].timeout: must be between 10ms and 5m",
             "t.yml:23:18: endpoints[2].breaker.min_calls: 4 exceeds window 3: the failure rate could never trip",
             "t.yml:26:16: routes[0].endpoints: a route needs at least one endpoint",
             "t.yml:27:11: routes[1].name: duplicate route name \"r\" (first defined on line 25)",

@@ -537,6 +537,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             confirm_interval: Duration::from_secs(2),
             max_body_bytes: 1024,
+            request: Default::default(),
             breaker: crate::breaker::BreakerConfig {
                 failure_threshold: 3,
                 open_duration: Duration::from_secs(60),

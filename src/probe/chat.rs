@@ -1,4 +1,4 @@
-//! A one-word chat completion with `max_tokens: 1`, plain or streamed, on TGI
+//! A one-word chat completion with `max_tokens` (default 1), plain or streamed, on TGI
 //! (`{url}/v1/chat/completions`) or an OpenAI-compatible API such as the
 //! serverless router (`{url}/chat/completions`, the url ending in `/v1`).
 
@@ -18,7 +18,7 @@ pub(super) fn spec(ep: &EndpointConfig, stream: bool) -> Spec {
     let body = json!({
         "model": ep.model.as_deref().unwrap_or("tgi"),
         "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": 1,
+        "max_tokens": ep.request.max_tokens,
         "stream": stream,
     });
     Spec {

@@ -13,7 +13,7 @@ pub(super) fn spec(ep: &EndpointConfig) -> Spec {
         (Kind::HfInference, Some(model)) => format!("/models/{model}"),
         _ => "/generate".to_string(),
     };
-    let body = json!({"inputs": PROMPT, "parameters": {"max_new_tokens": 1}});
+    let body = json!({"inputs": PROMPT, "parameters": {"max_new_tokens": ep.request.max_tokens}});
     Spec {
         method: Method::POST,
         url: join(&ep.url, &path),

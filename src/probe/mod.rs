@@ -11,6 +11,7 @@ mod get;
 mod health;
 mod models;
 mod status;
+mod upstream;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -45,6 +46,9 @@ pub struct Prepared {
     timeout: Duration,
     max_body: usize,
     ignore: BTreeSet<Reason>,
+    /// Own client when the endpoint has TLS or proxy options, else None and
+    /// the daemon's shared client is used; Err if it could not be built.
+    client: Option<Result<reqwest::Client, String>>,
 }
 
 /// What a 2xx body must look like.
@@ -99,9 +103,26 @@ impl Prepared {
                 HeaderValue::from_static("application/json"),
             );
         }
+        extra_headers(&mut headers, ep);
+        let up = &ep.request.upstream;
+        if up.insecure_skip_verify {
+            tracing::warn!(
+                endpoint = %ep.name,
+                "tls.insecure_skip_verify: certificates of this endpoint are not verified"
+            );
+        }
+        let mut url = spec.url;
+        let client = (!up.is_default()).then(|| {
+            let connect_to = up
+                .server_name
+                .as_ref()
+                .and_then(|name| server_name_url(&mut url, name));
+            upstream::client_for(up, connect_to)
+        });
         Prepared {
             method: spec.method,
-            url: spec.url,
+            url,
+            client,
             body: spec.body,
             headers,
             check: spec.check,
@@ -115,11 +136,22 @@ impl Prepared {
         &self.url
     }
 
-    /// Send the probe. Never panics and never outlives the timeout. An
+    /// Send the probe through the endpoint's own client if it has one, else
+    /// through `shared`. Never panics and never outlives the timeout. An
     /// error is this process's own failure (no file descriptors, no
-    /// memory, no local port): it says nothing about the endpoint.
-    pub async fn run(&self, client: &reqwest::Client) -> Result<Report, LocalError> {
+    /// memory, no local port, a client it could not build): it says
+    /// nothing about the endpoint.
+    pub async fn run(&self, shared: &reqwest::Client) -> Result<Report, LocalError> {
         let start = Instant::now();
+        let client = match &self.client {
+            None => shared,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                return Err(LocalError {
+                    detail: format!("no HTTP client for this endpoint: {e}"),
+                });
+            }
+        };
         let outcome = tokio::time::timeout(self.timeout, self.exchange(client)).await;
         let duration = start.elapsed();
         let (result, status, loading_estimate, detail) = match outcome {
@@ -329,15 +361,49 @@ async fn read_bounded(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>
     Ok(buf)
 }
 
-/// The HTTP client all probes share: rustls, no cookies, a few redirects.
+/// The HTTP client probes share unless they have upstream options: rustls
+/// with the system's and the bundled roots, the standard proxy variables,
+/// no cookies, a few redirects.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(32)
-        .tcp_nodelay(true)
-        .build()
+    upstream::build(upstream::base_builder)
+        .or_else(|_| {
+            upstream::base_builder()
+                .tls_built_in_root_certs(false)
+                .build()
+        })
+        // Nothing configurable is left in this builder: it fails only if
+        // the TLS backend itself cannot start, as before.
         .expect("static client configuration is valid")
+}
+
+/// Configured headers, after the defaults so that e.g. `User-Agent` can be
+/// replaced. Marked sensitive: they may be API keys.
+fn extra_headers(headers: &mut HeaderMap, ep: &EndpointConfig) {
+    for (name, value) in &ep.request.headers {
+        // Both were checked at load; a failure here cannot happen, and skipping is safe.
+        let (Ok(n), Ok(mut v)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value.expose()),
+        ) else {
+            continue;
+        };
+        v.set_sensitive(true);
+        headers.insert(n, v);
+    }
+}
+
+/// Point `url` at `name` (so SNI, certificate check and Host use it) and
+/// return where to really connect: the URL's own host and port.
+fn server_name_url(url: &mut Url, name: &str) -> Option<upstream::ConnectTo> {
+    // `[::1]` in a URL, `::1` for the resolver.
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default()?;
+    url.set_host(Some(name)).ok()?;
+    Some(upstream::ConnectTo { host, port })
 }
 
 #[cfg(test)]

@@ -1,0 +1,133 @@
+//! HTTP clients per set of upstream options (TLS, proxy, server name).
+//! Endpoints with equal options share one client, and so one connection pool;
+//! endpoints with none use the daemon's shared client.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::config::Upstream;
+
+/// Where a `server_name` endpoint really connects: the URL's host and port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct ConnectTo {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    upstream: Upstream,
+    connect_to: Option<ConnectTo>,
+}
+
+/// Distinct option sets seen; reloads rarely add any. Past this the cache is
+/// dropped (clients in use live on in their endpoints) so it cannot grow forever.
+const MAX_CACHED: usize = 256;
+
+static CLIENTS: LazyLock<Mutex<HashMap<Key, reqwest::Client>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Settings every probe client has: no cookies, a few redirects, a warm pool.
+pub(super) fn base_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(32)
+        .tcp_nodelay(true)
+}
+
+/// Build with the system roots and the bundled ones; if the system store is
+/// unusable (only broken certificates), the bundled roots alone.
+pub(super) fn build(
+    builder: impl Fn() -> reqwest::ClientBuilder,
+) -> reqwest::Result<reqwest::Client> {
+    builder().build().or_else(|e| {
+        tracing::warn!(
+            error = %e,
+            "system root certificates unusable; trusting the bundled roots only"
+        );
+        builder().tls_built_in_native_certs(false).build()
+    })
+}
+
+/// The client for these options, shared with every endpoint that has the same.
+pub(super) fn client_for(
+    upstream: &Upstream,
+    connect_to: Option<ConnectTo>,
+) -> Result<reqwest::Client, String> {
+    let key = Key {
+        upstream: upstream.clone(),
+        connect_to,
+    };
+    let mut cache = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cache.get(&key) {
+        return Ok(c.clone());
+    }
+    // Messages name the failing part only: the proxy URL may hold credentials.
+    let client = build(|| configure(&key)).map_err(|e| match e.is_builder() {
+        true if key.upstream.proxy_url.is_some() => {
+            "cannot build the client (TLS or proxy settings)".to_string()
+        }
+        _ => "cannot build the client (TLS settings)".to_string(),
+    })?;
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key, client.clone());
+    Ok(client)
+}
+
+fn configure(key: &Key) -> reqwest::ClientBuilder {
+    let up = &key.upstream;
+    let mut b = base_builder();
+    if let Some(pem) = &up.ca_pem {
+        // Checked at config load; a bundle that fails here adds nothing and
+        // the probe fails with a TLS error, which is what it would be.
+        for cert in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    if up.insecure_skip_verify {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    if let Some(p) = up
+        .proxy_url
+        .as_ref()
+        .and_then(|u| reqwest::Proxy::all(u.expose()).ok())
+    {
+        // An explicit proxy replaces the environment's (and its NO_PROXY).
+        b = b.proxy(p);
+    }
+    if let (Some(name), Some(to)) = (&up.server_name, &key.connect_to) {
+        b = b.dns_resolver(Arc::new(ConnectToResolver {
+            name: name.clone(),
+            to: to.clone(),
+        }));
+    }
+    b
+}
+
+/// Resolves `server_name` to the addresses of the URL's real host, like curl's
+/// `--connect-to`; every other name resolves as usual.
+struct ConnectToResolver {
+    name: String,
+    to: ConnectTo,
+}
+
+impl Resolve for ConnectToResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let target = if name.as_str().eq_ignore_ascii_case(&self.name) {
+            (self.to.host.clone(), self.to.port)
+        } else {
+            (name.as_str().to_string(), 0)
+        };
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target).await?.collect();
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
