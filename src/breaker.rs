@@ -116,6 +116,9 @@ struct Window {
 const FAILED: u8 = 1;
 const SLOW: u8 = 2;
 
+/// Highest backoff step: 2^31 times any open period is past every cap.
+const MAX_STEP: u32 = 31;
+
 impl Window {
     fn new(size: u32) -> Self {
         Window {
@@ -139,6 +142,22 @@ impl Window {
         self.failures += u32::from(flags & FAILED);
         self.slow += u32::from((flags & SLOW) >> 1);
         self.next = (self.next + 1) % self.slots.len();
+    }
+
+    /// The recorded calls, oldest first.
+    fn calls(&self) -> impl Iterator<Item = u8> + '_ {
+        let size = self.slots.len();
+        let start = (self.next + size - self.len as usize) % size;
+        (0..self.len as usize).map(move |i| self.slots[(start + i) % size])
+    }
+
+    /// A window of `size` holding the newest of `calls` (oldest first).
+    fn with_calls(size: u32, calls: impl IntoIterator<Item = u8>) -> Self {
+        let mut w = Window::new(size);
+        for c in calls {
+            w.push(c & (FAILED | SLOW));
+        }
+        w
     }
 
     fn clear(&mut self) {
@@ -165,6 +184,61 @@ impl Window {
     }
 }
 
+/// One call in the window, as a snapshot lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    Success,
+    Slow,
+    Failure,
+}
+
+impl Call {
+    fn flags(self) -> u8 {
+        match self {
+            Call::Success => 0,
+            Call::Slow => SLOW,
+            Call::Failure => FAILED,
+        }
+    }
+
+    fn of_flags(flags: u8) -> Call {
+        if flags & FAILED != 0 {
+            Call::Failure
+        } else if flags & SLOW != 0 {
+            Call::Slow
+        } else {
+            Call::Success
+        }
+    }
+}
+
+/// Everything a breaker holds, with its times relative to the moment the
+/// snapshot was taken, so that it can be restored on another clock (after a
+/// restart) or kept across a reload. [`Breaker::restore`] of a snapshot taken
+/// at `now` and restored at `now` behaves exactly like the original.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub state: State,
+    /// How long ago the state was entered.
+    pub since_ago: Duration,
+    /// While `open`: what is left of the open period (zero when it is over).
+    pub open_remaining: Option<Duration>,
+    /// Doublings of the next open period.
+    pub backoff_step: u32,
+    /// The current (or last) open period, jitter included.
+    pub open_duration: Duration,
+    pub consecutive_failures: u32,
+    pub half_open_successes: u32,
+    /// The window's calls, oldest first.
+    pub window: Vec<Call>,
+    /// The jitter generator, so that a restored breaker draws the same periods.
+    pub rng: u64,
+    /// Only meaningful in the same process: permits carry it. A store that
+    /// outlives the process sets it to 0 and `trial_in_flight` to false.
+    pub epoch: u64,
+    pub trial_in_flight: bool,
+}
+
 /// Spreads nearby seeds (endpoint 1, 2, 3...) over the whole state space.
 fn splitmix64(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -180,8 +254,9 @@ pub struct Breaker {
     since: Instant,
     epoch: u64,
     open_until: Option<Instant>,
-    /// Nominal (un-jittered) length of the next open period.
-    backoff: Duration,
+    /// Doublings of the next open period: it lasts `open_duration * 2^step`
+    /// (capped). A step, not a duration, so that new thresholds rescale it.
+    backoff_step: u32,
     /// Actual length of the current (or last) open period, jitter included.
     current_open: Duration,
     consecutive_failures: u32,
@@ -196,7 +271,7 @@ impl Breaker {
     pub fn new(cfg: BreakerConfig, now: Instant, seed: u64) -> Self {
         let window = Window::new(cfg.window);
         Breaker {
-            backoff: cfg.open_duration,
+            backoff_step: 0,
             current_open: cfg.open_duration,
             cfg,
             state: State::Closed,
@@ -209,6 +284,74 @@ impl Breaker {
             window,
             rng: splitmix64(seed) | 1,
         }
+    }
+
+    /// Take new thresholds without losing state. Nothing trips here: a
+    /// state the new thresholds would have tripped trips at the next recorded
+    /// call. A smaller window keeps the newest calls; the backoff step is
+    /// kept and rescaled by the new open durations; a running open period
+    /// keeps its end.
+    pub fn reconfigure(&mut self, cfg: BreakerConfig) {
+        if self.window.slots.len() != cfg.window.max(1) as usize {
+            let calls: Vec<u8> = self.window.calls().collect();
+            self.window = Window::with_calls(cfg.window, calls);
+        }
+        self.cfg = cfg;
+    }
+
+    /// The whole state at `now`; see [`Snapshot`].
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        Snapshot {
+            state: self.state,
+            since_ago: now.saturating_duration_since(self.since),
+            open_remaining: self.open_until.map(|u| u.saturating_duration_since(now)),
+            backoff_step: self.backoff_step,
+            open_duration: self.current_open,
+            consecutive_failures: self.consecutive_failures,
+            half_open_successes: self.half_open_successes,
+            window: self.window.calls().map(Call::of_flags).collect(),
+            rng: self.rng,
+            epoch: self.epoch,
+            trial_in_flight: self.trial_in_flight,
+        }
+    }
+
+    /// A breaker with `cfg` in the state of `snap`, at `now`. Total: any
+    /// snapshot (a stored one may come from an older config or a damaged
+    /// file) gives a consistent breaker. An `open` one without a remaining
+    /// period is due for its half-open trial; a remaining period is never
+    /// longer than the longest period `cfg` allows.
+    pub fn restore(cfg: BreakerConfig, snap: &Snapshot, now: Instant) -> Breaker {
+        let cap = cfg.max_open_duration.max(cfg.open_duration);
+        let open_until = (snap.state == State::Open).then(|| {
+            let left = snap.open_remaining.unwrap_or_default().min(cap);
+            now.checked_add(left).unwrap_or(now)
+        });
+        let window = Window::with_calls(cfg.window, snap.window.iter().map(|c| c.flags()));
+        Breaker {
+            state: snap.state,
+            since: now.checked_sub(snap.since_ago).unwrap_or(now),
+            epoch: snap.epoch,
+            open_until,
+            backoff_step: snap.backoff_step.min(MAX_STEP),
+            current_open: snap.open_duration,
+            consecutive_failures: snap.consecutive_failures,
+            half_open_successes: if snap.state == State::HalfOpen {
+                snap.half_open_successes
+            } else {
+                0
+            },
+            trial_in_flight: snap.state == State::HalfOpen && snap.trial_in_flight,
+            window,
+            // xorshift never leaves a non-zero state, but 0 would stick there.
+            rng: if snap.rng == 0 { 1 } else { snap.rng },
+            cfg,
+        }
+    }
+
+    /// Doublings of the next open period (0 after a close or a reset).
+    pub fn backoff_step(&self) -> u32 {
+        self.backoff_step
     }
 
     pub fn config(&self) -> &BreakerConfig {
@@ -311,14 +454,15 @@ impl Breaker {
                     Outcome::Success { .. } => {
                         self.half_open_successes += 1;
                         if self.half_open_successes >= self.cfg.success_threshold {
-                            self.backoff = self.cfg.open_duration;
+                            self.backoff_step = 0;
                             Some(self.enter(State::Closed, now, None))
                         } else {
                             None
                         }
                     }
                     Outcome::Failure => {
-                        self.backoff = (self.backoff * 2).min(self.cfg.max_open_duration);
+                        // Capped so that the doubling cannot overflow.
+                        self.backoff_step = (self.backoff_step + 1).min(MAX_STEP);
                         Some(self.trip(TripReason::HalfOpenFailure, now))
                     }
                 }
@@ -367,8 +511,22 @@ impl Breaker {
         None
     }
 
+    /// Nominal (un-jittered) length of the next open period.
+    fn backoff(&self) -> Duration {
+        if self.backoff_step == 0 {
+            return self.cfg.open_duration;
+        }
+        let factor = 1u32 << self.backoff_step.min(MAX_STEP);
+        self.cfg
+            .open_duration
+            .checked_mul(factor)
+            .map_or(self.cfg.max_open_duration, |d| {
+                d.min(self.cfg.max_open_duration)
+            })
+    }
+
     fn trip(&mut self, reason: TripReason, now: Instant) -> Transition {
-        self.current_open = self.jittered(self.backoff);
+        self.current_open = self.jittered(self.backoff());
         let t = self.enter(State::Open, now, Some(reason));
         self.open_until = Some(now + self.current_open);
         t
@@ -393,7 +551,8 @@ impl Breaker {
         let from = self.state;
         self.state = to;
         self.since = now;
-        self.epoch += 1;
+        // Wrapping: only equality matters, and a restored epoch may be any value.
+        self.epoch = self.epoch.wrapping_add(1);
         self.trial_in_flight = false;
         self.half_open_successes = 0;
         if to != State::Open {
@@ -419,7 +578,7 @@ impl Breaker {
 
     /// Admin action: back to `closed` with counters and backoff cleared.
     pub fn reset(&mut self, now: Instant) -> Option<Transition> {
-        self.backoff = self.cfg.open_duration;
+        self.backoff_step = 0;
         self.current_open = self.cfg.open_duration;
         self.consecutive_failures = 0;
         self.window.clear();
@@ -826,6 +985,185 @@ mod tests {
         }
         assert!(durations.len() > 10, "jitter spreads open periods");
     }
+
+    fn big() -> BreakerConfig {
+        BreakerConfig {
+            failure_threshold: 100,
+            min_calls: 100,
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn reconfigure_to_a_smaller_window_keeps_the_newest_calls() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(big(), t0, 1);
+        for o in [Outcome::Failure, Outcome::Failure, OK, SLOW_OK, OK] {
+            call(&mut b, o, t0);
+        }
+        b.reconfigure(BreakerConfig { window: 3, ..big() });
+        assert_eq!(b.window_len(), 3);
+        assert_eq!(b.failure_ratio(), 0.0);
+        assert!((b.slow_call_ratio() - 1.0 / 3.0).abs() < 1e-9);
+        // and the ring keeps working at the new size
+        call(&mut b, Outcome::Failure, t0);
+        assert_eq!(b.window_len(), 3);
+        assert!((b.failure_ratio() - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(
+            b.snapshot(t0).window,
+            vec![Call::Slow, Call::Success, Call::Failure]
+        );
+        // a larger window keeps them all
+        b.reconfigure(BreakerConfig {
+            window: 50,
+            ..big()
+        });
+        assert_eq!(b.window_len(), 3);
+        assert_eq!(b.consecutive_failures(), 1);
+    }
+
+    #[test]
+    fn reconfigure_trips_at_the_next_call_not_retroactively() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 1);
+        call(&mut b, Outcome::Failure, t0);
+        call(&mut b, Outcome::Failure, t0);
+        b.reconfigure(BreakerConfig {
+            failure_threshold: 2,
+            ..cfg()
+        });
+        assert_eq!(b.state(), State::Closed, "no retroactive trip");
+        assert_eq!(b.consecutive_failures(), 2);
+        let t = call(&mut b, Outcome::Failure, t0).expect("trips on the next call");
+        assert_eq!(t.trip, Some(TripReason::ConsecutiveFailures));
+
+        // the same for the rate: 2 of 4 failed, below min_calls 6
+        let mut b = Breaker::new(cfg(), t0, 1);
+        for o in [Outcome::Failure, OK, Outcome::Failure, OK] {
+            call(&mut b, o, t0);
+        }
+        b.reconfigure(BreakerConfig {
+            min_calls: 3,
+            failure_rate_threshold: 0.4,
+            ..cfg()
+        });
+        assert_eq!(b.state(), State::Closed);
+        let t = call(&mut b, OK, t0).expect("2/5 >= 0.4 trips");
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(t.trip, Some(TripReason::FailureRate));
+    }
+
+    #[test]
+    fn reconfigure_keeps_open_period_and_rescales_backoff() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 3);
+        trip(&mut b, t0);
+        let now = b.open_until().unwrap();
+        call(&mut b, Outcome::Failure, now).expect("reopens");
+        assert_eq!(b.backoff_step(), 1);
+        let until = b.open_until().unwrap();
+        let period = b.open_duration();
+        b.reconfigure(BreakerConfig {
+            open_duration: Duration::from_secs(100),
+            max_open_duration: Duration::from_secs(1000),
+            ..cfg()
+        });
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(
+            b.open_until(),
+            Some(until),
+            "the running period keeps its end"
+        );
+        assert_eq!(b.open_duration(), period);
+        assert!(b.try_acquire(until - Duration::from_millis(1)).0.is_none());
+        call(&mut b, Outcome::Failure, until).expect("reopens");
+        assert_eq!(b.backoff_step(), 2);
+        let d = b.open_duration().as_secs_f64();
+        assert!((360.0..=440.0).contains(&d), "100 s * 2^2 ± 10%, got {d}");
+    }
+
+    #[test]
+    fn reconfigure_keeps_forced_and_half_open_states() {
+        let t0 = Instant::now();
+        for (force, want) in [
+            (
+                Breaker::force_open as fn(&mut Breaker, Instant) -> _,
+                State::ForcedOpen,
+            ),
+            (Breaker::force_closed, State::ForcedClosed),
+        ] {
+            let mut b = Breaker::new(cfg(), t0, 1);
+            force(&mut b, t0);
+            b.reconfigure(BreakerConfig {
+                failure_threshold: 1,
+                window: 2,
+                ..cfg()
+            });
+            assert_eq!(b.state(), want);
+            assert_eq!(b.since(), t0);
+        }
+        let mut b = Breaker::new(
+            BreakerConfig {
+                success_threshold: 3,
+                ..cfg()
+            },
+            t0,
+            1,
+        );
+        trip(&mut b, t0);
+        let later = b.open_until().unwrap();
+        call(&mut b, OK, later);
+        assert_eq!(b.state(), State::HalfOpen);
+        b.reconfigure(BreakerConfig {
+            success_threshold: 2,
+            ..cfg()
+        });
+        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(call(&mut b, OK, later).map(|t| t.to), Some(State::Closed));
+    }
+
+    #[test]
+    fn restore_is_total_and_bounded() {
+        let t0 = Instant::now();
+        let snap = Snapshot {
+            state: State::Open,
+            since_ago: Duration::MAX,
+            open_remaining: Some(Duration::MAX),
+            backoff_step: u32::MAX,
+            open_duration: Duration::from_secs(5),
+            consecutive_failures: u32::MAX,
+            half_open_successes: u32::MAX,
+            window: vec![Call::Failure; 1000],
+            rng: 0,
+            epoch: u64::MAX,
+            trial_in_flight: true,
+        };
+        let mut b = Breaker::restore(cfg(), &snap, t0);
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.since(), t0);
+        assert_eq!(b.window_len(), 10);
+        assert!(!b.trial_in_flight());
+        let until = b.open_until().unwrap();
+        assert!(
+            until <= t0 + Duration::from_secs(60),
+            "capped by max_open_duration"
+        );
+        let (p, t) = b.try_acquire(until);
+        assert!(p.unwrap().is_trial());
+        assert_eq!(t.unwrap().to, State::HalfOpen);
+        b.record(p.unwrap(), Outcome::Failure, until);
+        assert_eq!(b.state(), State::Open);
+        assert!(b.open_duration() <= Duration::from_secs(60));
+
+        // open without a remaining period: the trial is due now
+        let snap = Snapshot {
+            open_remaining: None,
+            ..snap
+        };
+        let mut b = Breaker::restore(cfg(), &snap, t0);
+        assert_eq!(b.open_until(), Some(t0));
+        assert!(b.try_acquire(t0).0.unwrap().is_trial());
+    }
 }
 
 #[cfg(test)]
@@ -945,6 +1283,146 @@ mod props {
                     prop_assert!(b.consecutive_failures() < cfg.failure_threshold);
                 }
             }
+        }
+    }
+
+    /// One op on `b`, and everything it shows afterwards. Open-period ends
+    /// already past at `floor` are shown as `floor`: a restored breaker only
+    /// knows that the period is over.
+    fn step(
+        b: &mut Breaker,
+        op: &Op,
+        now: &mut Instant,
+        pending: &mut Vec<(Permit, Outcome)>,
+        floor: Instant,
+    ) -> String {
+        let out = match op {
+            Op::Advance(ms) => {
+                *now += Duration::from_millis(*ms);
+                format!("{:?}", ())
+            }
+            Op::Probe(o) | Op::Overlap(o) => {
+                let (permit, t) = b.try_acquire(*now);
+                let t2 = match permit {
+                    Some(p) if matches!(op, Op::Overlap(_)) => {
+                        pending.push((p, *o));
+                        None
+                    }
+                    Some(p) => b.record(p, *o, *now),
+                    None => None,
+                };
+                format!("{:?} {t:?} {t2:?}", permit.map(|p| p.is_trial()))
+            }
+            Op::ForceOpen => format!("{:?}", b.force_open(*now)),
+            Op::ForceClosed => format!("{:?}", b.force_closed(*now)),
+            Op::Reset => format!("{:?}", b.reset(*now)),
+        };
+        let finished = if pending.len() > 2 {
+            let (p, o) = pending.remove(0);
+            format!("{:?}", b.record(p, o, *now))
+        } else {
+            String::new()
+        };
+        format!(
+            "{out} {finished} {:?} {:?} {:?} {} {} {} {} {:?} {} {}",
+            b.state(),
+            b.since(),
+            b.open_until().map(|u| u.max(floor)),
+            b.consecutive_failures(),
+            b.failure_ratio(),
+            b.slow_call_ratio(),
+            b.window_len(),
+            b.open_duration(),
+            b.trial_in_flight(),
+            b.backoff_step(),
+        )
+    }
+
+    fn run_split(
+        cfg: &BreakerConfig,
+        seed: u64,
+        ops: &[Op],
+        split: usize,
+    ) -> (Breaker, Instant, Vec<(Permit, Outcome)>) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut b = Breaker::new(cfg.clone(), t0, seed);
+        let mut pending = Vec::new();
+        for op in &ops[..split.min(ops.len())] {
+            step(&mut b, op, &mut now, &mut pending, t0);
+        }
+        (b, now, pending)
+    }
+
+    /// Run `rest` on both; every step must show the same.
+    fn same_behaviour(
+        a: &mut Breaker,
+        b: &mut Breaker,
+        rest: &[Op],
+        now: Instant,
+        pending: &[(Permit, Outcome)],
+    ) -> Result<(), TestCaseError> {
+        let (mut na, mut nb) = (now, now);
+        let (mut pa, mut pb) = (pending.to_vec(), pending.to_vec());
+        for (i, op) in rest.iter().enumerate() {
+            let sa = step(a, op, &mut na, &mut pa, now);
+            let sb = step(b, op, &mut nb, &mut pb, now);
+            prop_assert_eq!(sa, sb, "op {} {:?}", i, op);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn restore_of_a_snapshot_behaves_like_the_original(
+            cfg in config(),
+            ops in proptest::collection::vec(op(), 1..150),
+            split in 0usize..150,
+            seed in any::<u64>(),
+        ) {
+            let (mut b, now, pending) = run_split(&cfg, seed, &ops, split);
+            let mut r = Breaker::restore(cfg.clone(), &b.snapshot(now), now);
+            prop_assert_eq!(r.snapshot(now), b.snapshot(now));
+            same_behaviour(&mut b, &mut r, ops.get(split..).unwrap_or(&[]), now, &pending)?;
+        }
+
+        #[test]
+        fn reconfigure_keeps_state_and_equals_a_restore_with_the_new_config(
+            cfg in config(),
+            new in config(),
+            ops in proptest::collection::vec(op(), 1..150),
+            split in 0usize..150,
+            seed in any::<u64>(),
+        ) {
+            let (mut b, now, pending) = run_split(&cfg, seed, &ops, split);
+            let before = b.snapshot(now);
+            let mut r = Breaker::restore(new.clone(), &before, now);
+            b.reconfigure(new.clone());
+            let after = b.snapshot(now);
+            prop_assert_eq!(after.state, before.state);
+            prop_assert_eq!(after.since_ago, before.since_ago);
+            prop_assert_eq!(after.open_remaining, before.open_remaining);
+            prop_assert_eq!(after.consecutive_failures, before.consecutive_failures);
+            prop_assert_eq!(after.backoff_step, before.backoff_step);
+            let keep = before.window.len().min(new.window as usize);
+            prop_assert_eq!(&after.window[..], &before.window[before.window.len() - keep..]);
+            prop_assert_eq!(b.config(), &new);
+            same_behaviour(&mut b, &mut r, ops.get(split..).unwrap_or(&[]), now, &pending)?;
+        }
+
+        #[test]
+        fn reconfigure_to_the_same_config_changes_nothing(
+            cfg in config(),
+            ops in proptest::collection::vec(op(), 1..150),
+            split in 0usize..150,
+            seed in any::<u64>(),
+        ) {
+            let (mut b, now, pending) = run_split(&cfg, seed, &ops, split);
+            let mut r = b.clone();
+            r.reconfigure(cfg.clone());
+            same_behaviour(&mut b, &mut r, ops.get(split..).unwrap_or(&[]), now, &pending)?;
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct Flags {
     /// File with the bearer token for POST /api/v1/breakers/...; without it admin writes are refused
     #[arg(long = "web.admin-token-file", value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,
+    /// Directory for breaker state kept across restarts (breakers.json); empty disables it
+    #[arg(long = "storage.path", value_name = "PATH", default_value = "data/")]
+    pub storage_path: String,
     #[command(flatten)]
     pub log: LogFlags,
 }
@@ -373,7 +376,9 @@ fn run(flags: Flags) -> i32 {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let daemon = Daemon::new(cfg, Some(flags.config_file.clone()), admin_token);
+        let storage = (!flags.storage_path.is_empty()).then(|| PathBuf::from(&flags.storage_path));
+        let daemon =
+            Daemon::with_storage(cfg, Some(flags.config_file.clone()), admin_token, storage);
         daemon.start();
         tracing::info!(
             address = %local,
@@ -434,11 +439,20 @@ mod tests {
                 config_file: PathBuf::from("hfbreaker.yml"),
                 listen: ":9799".into(),
                 admin_token_file: None,
+                storage_path: "data/".into(),
                 log: LogFlags {
                     level: LogLevel::Info,
                     format: LogFormat::Logfmt
                 },
             }
+        );
+        // An empty path turns persistence off.
+        assert_eq!(parse_ok(&["--storage.path="]).flags.storage_path, "");
+        assert_eq!(
+            parse_ok(&["--storage.path", "/var/lib/hfb"])
+                .flags
+                .storage_path,
+            "/var/lib/hfb"
         );
     }
 

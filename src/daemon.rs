@@ -1,20 +1,27 @@
 //! The running daemon: endpoints, routes, scheduler, reloads and admin actions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::breaker::State;
-use crate::config::{self, Config, ConfigError};
-use crate::metrics::Metrics;
+use crate::config::{self, Config, ConfigError, EndpointConfig};
+use crate::metrics::{LocalOperation, Metrics};
 use crate::route::{RouteStatus, RouteTracker};
 use crate::schedule::{self, Endpoint, Host, Scheduler};
 use crate::secret::Secret;
+use crate::storage::{self, Entry, Store};
+
+/// How long an admin action waits for its state to reach the disk before
+/// it is answered as not saved.
+pub const ADMIN_SAVE_LIMIT: Duration = Duration::from_secs(5);
+/// How long the shutdown waits for the last write.
+const SHUTDOWN_SAVE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Endpoints and routes of one configuration.
 pub struct Topology {
@@ -56,6 +63,9 @@ impl AdminAction {
 pub enum AdminError {
     #[error("no endpoint named {0:?}")]
     UnknownEndpoint(String),
+    /// Applied, but not on disk: a restart now would lose it.
+    #[error("the breaker is now {state} but its state was not saved: {error}")]
+    NotSaved { state: State, error: String },
 }
 
 /// State shared by the scheduler, probe tasks and the HTTP handlers.
@@ -70,6 +80,8 @@ pub struct Daemon {
     /// Serializes reloads.
     reload_lock: tokio::sync::Mutex<()>,
     scheduler_stop: Mutex<Option<watch::Sender<bool>>>,
+    /// `--storage.path`; None when persistence is off.
+    storage: Option<Store>,
     pub started: Instant,
 }
 
@@ -79,10 +91,12 @@ impl Host for Daemon {
     }
 
     fn state_changed(&self) {
-        let topo = self.topology();
-        let now = Instant::now();
-        let mut routes = topo.routes.lock().unwrap_or_else(|p| p.into_inner());
-        routes.update(now, |n| topo.admits(n), &self.metrics);
+        self.update_routes();
+        self.persist(true);
+    }
+
+    fn counters_changed(&self) {
+        self.persist(false);
     }
 
     fn lateness(&self, seconds: f64) {
@@ -104,17 +118,30 @@ impl Host for Daemon {
 }
 
 impl Daemon {
-    /// Build the daemon for a validated config. Call [`Daemon::start`] to probe.
+    /// Build the daemon for a validated config, without persistence. Call
+    /// [`Daemon::start`] to probe.
     pub fn new(
         config: Config,
         config_path: Option<PathBuf>,
         admin_token: Option<Secret>,
     ) -> Arc<Self> {
+        Self::with_storage(config, config_path, admin_token, None)
+    }
+
+    /// [`Daemon::new`] with breaker state restored from and saved to the
+    /// directory `storage` (see [`crate::storage`]).
+    pub fn with_storage(
+        config: Config,
+        config_path: Option<PathBuf>,
+        admin_token: Option<Secret>,
+        storage: Option<PathBuf>,
+    ) -> Arc<Self> {
         let metrics = Metrics::new();
         let (tx, _) = mpsc::unbounded_channel();
-        let topology = build_topology(config, None, &metrics);
+        let saved = storage.as_deref().map(load_saved).unwrap_or_default();
+        let topology = build_topology(config, None, saved, &metrics);
         metrics.reload(true, schedule::unix(SystemTime::now()));
-        Arc::new(Daemon {
+        Arc::new_cyclic(|me: &Weak<Daemon>| Daemon {
             metrics,
             client: crate::probe::client(),
             topology: RwLock::new(Arc::new(topology)),
@@ -124,8 +151,35 @@ impl Daemon {
             admin_token,
             reload_lock: tokio::sync::Mutex::new(()),
             scheduler_stop: Mutex::new(None),
+            storage: storage.map(|dir| start_store(dir, me)),
             started: Instant::now(),
         })
+    }
+
+    /// Every breaker as the storage file holds it.
+    fn entries(&self) -> BTreeMap<String, Entry> {
+        let topo = self.topology();
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        topo.endpoints
+            .iter()
+            .map(|ep| {
+                let st = ep.lock();
+                let e = Entry::capture(&st.cfg, &st.breaker, st.since_wall, now, wall);
+                (ep.name.clone(), e)
+            })
+            .collect()
+    }
+
+    /// Ask for the breakers to be saved; returns the generation to wait for.
+    fn persist(&self, urgent: bool) -> u64 {
+        self.storage.as_ref().map_or(0, |s| s.mark(urgent))
+    }
+
+    fn update_routes(&self) {
+        let topo = self.topology();
+        let now = Instant::now();
+        let mut routes = topo.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.update(now, |n| topo.admits(n), &self.metrics);
     }
 
     pub fn topology(&self) -> Arc<Topology> {
@@ -163,7 +217,8 @@ impl Daemon {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// Stop probing (in-flight probes finish on their own, bounded by their timeout).
+    /// Stop probing (in-flight probes finish on their own, bounded by their
+    /// timeout) and save the breakers one last time.
     pub fn stop(&self) {
         if let Some(stop) = self
             .scheduler_stop
@@ -172,6 +227,9 @@ impl Daemon {
             .take()
         {
             let _ = stop.send(true);
+        }
+        if let Some(Err(e)) = self.storage.as_ref().map(|s| s.flush(SHUTDOWN_SAVE_LIMIT)) {
+            tracing::error!(error = %e, "breaker state not saved at shutdown");
         }
     }
 
@@ -218,13 +276,41 @@ impl Daemon {
                 self.metrics.remove_route(&r.name);
             }
         }
-        let new = build_topology(cfg, Some(&old), &self.metrics);
+        let new = build_topology(cfg, Some(&old), HashMap::new(), &self.metrics);
         *self.topology.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         self.start();
     }
 
-    /// Apply an admin action to one breaker; returns the new state.
+    /// Apply an admin action to one breaker; returns the new state. Does not
+    /// wait for the disk: see [`Daemon::admin_saved`].
     pub fn admin(&self, endpoint: &str, action: AdminAction) -> Result<State, AdminError> {
+        self.apply_admin(endpoint, action).map(|(state, _)| state)
+    }
+
+    /// [`Daemon::admin`], returning only once the new state is on disk (when
+    /// storage is on), so that an acknowledged action survives a crash.
+    pub async fn admin_saved(
+        &self,
+        endpoint: &str,
+        action: AdminAction,
+    ) -> Result<State, AdminError> {
+        // Not while a reload swaps endpoints: the action must land on the
+        // endpoint that stays.
+        let (state, generation) = {
+            let _guard = self.reload_lock.lock().await;
+            self.apply_admin(endpoint, action)?
+        };
+        if let Some(store) = &self.storage {
+            let saved = store.durable(generation, ADMIN_SAVE_LIMIT).await;
+            saved.map_err(|e| AdminError::NotSaved {
+                state,
+                error: e.to_string(),
+            })?;
+        }
+        Ok(state)
+    }
+
+    fn apply_admin(&self, endpoint: &str, action: AdminAction) -> Result<(State, u64), AdminError> {
         let topo = self.topology();
         let ep = topo
             .endpoint(endpoint)
@@ -244,9 +330,10 @@ impl Daemon {
             st.breaker.state()
         };
         tracing::warn!(endpoint, action = ?action, state = state.as_str(), "admin action");
-        self.state_changed();
+        self.update_routes();
+        let generation = self.persist(true);
         self.wake(topo.by_name[endpoint]);
-        Ok(state)
+        Ok((state, generation))
     }
 
     pub fn routes(&self) -> Vec<RouteStatus> {
@@ -266,36 +353,103 @@ impl Daemon {
     }
 }
 
-fn build_topology(cfg: Config, old: Option<&Topology>, metrics: &Metrics) -> Topology {
+/// The saved breakers in `dir`; a bad file is a warning and a clean start.
+fn load_saved(dir: &std::path::Path) -> HashMap<String, Entry> {
+    match storage::load(dir) {
+        Ok(saved) => {
+            tracing::info!(path = %dir.join(storage::FILE_NAME).display(), endpoints = saved.len(), "saved breaker state loaded");
+            saved
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the saved breaker state; every breaker starts closed");
+            HashMap::new()
+        }
+    }
+}
+
+fn start_store(dir: PathBuf, daemon: &Weak<Daemon>) -> Store {
+    let (collect, failed) = (daemon.clone(), daemon.clone());
+    Store::start(
+        dir,
+        move || collect.upgrade().map(|d| d.entries()),
+        move || {
+            if let Some(d) = failed.upgrade() {
+                d.metrics.local_error(LocalOperation::Storage);
+            }
+        },
+    )
+}
+
+/// Whether a reload must give the endpoint new series: a value exported as
+/// a gauge changed (the identity, which the labels come from, did not).
+fn exported_values_differ(a: &EndpointConfig, b: &EndpointConfig) -> bool {
+    a.enforce != b.enforce
+        || a.breaker.failure_threshold != b.breaker.failure_threshold
+        || a.breaker.failure_rate_threshold != b.breaker.failure_rate_threshold
+        || a.breaker.slow_call_duration != b.breaker.slow_call_duration
+}
+
+/// The endpoint for `ec` in a new topology: the old one if its identity is
+/// unchanged (its breaker taking the new thresholds), else a fresh one,
+/// restored from `saved` when that was written for the same identity.
+fn endpoint_for(
+    ec: &EndpointConfig,
+    old: Option<&Arc<Endpoint>>,
+    saved: &mut HashMap<String, Entry>,
+    metrics: &Metrics,
+    now: Instant,
+) -> Arc<Endpoint> {
+    if let Some(prev) = old {
+        let prev_cfg = prev.lock().cfg.clone();
+        if storage::identity(&prev_cfg) == storage::identity(ec) {
+            if *prev_cfg == *ec {
+                return prev.clone();
+            }
+            if exported_values_differ(&prev_cfg, ec) {
+                return Arc::new(prev.successor(ec.clone(), metrics.endpoint(ec), now));
+            }
+            prev.replace_config(ec.clone());
+            return prev.clone();
+        }
+        tracing::info!(endpoint = %ec.name, "endpoint changed what it probes; its breaker starts closed");
+        metrics.remove_endpoint(&prev_cfg);
+    }
+    let ep = Arc::new(Endpoint::new(
+        ec.clone(),
+        metrics.endpoint(ec),
+        now,
+        fastrand::u64(..),
+    ));
+    match saved.remove(&ec.name) {
+        Some(entry) if entry.matches(ec) => {
+            let (breaker, since) = entry.restore(ec, now, SystemTime::now());
+            tracing::info!(endpoint = %ec.name, state = breaker.state().as_str(), "breaker state restored");
+            ep.adopt(breaker, since);
+        }
+        Some(_) => {
+            tracing::info!(endpoint = %ec.name, "saved breaker state dropped: the endpoint now probes something else");
+        }
+        None => {}
+    }
+    ep
+}
+
+fn build_topology(
+    cfg: Config,
+    old: Option<&Topology>,
+    mut saved: HashMap<String, Entry>,
+    metrics: &Metrics,
+) -> Topology {
     let now = Instant::now();
     let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
     let mut by_name = HashMap::with_capacity(cfg.endpoints.len());
     for (i, ec) in cfg.endpoints.iter().enumerate() {
-        let kept = old.and_then(|o| o.endpoint(&ec.name)).and_then(|ep| {
-            let same = ep.lock().cfg.same_probe_and_breaker(ec);
-            same.then(|| ep.clone())
-        });
-        let ep = match kept {
-            Some(ep) => {
-                if *ep.lock().cfg != *ec {
-                    ep.replace_config(ec.clone());
-                }
-                ep
-            }
-            None => {
-                if let Some(prev) = old.and_then(|o| o.endpoint(&ec.name)) {
-                    metrics.remove_endpoint(&prev.lock().cfg);
-                }
-                Arc::new(Endpoint::new(
-                    ec.clone(),
-                    metrics.endpoint(ec),
-                    now,
-                    fastrand::u64(..),
-                ))
-            }
-        };
+        let prev = old.and_then(|o| o.endpoint(&ec.name));
+        endpoints.push(endpoint_for(ec, prev, &mut saved, metrics, now));
         by_name.insert(ec.name.clone(), i);
-        endpoints.push(ep);
+    }
+    for name in saved.keys() {
+        tracing::info!(endpoint = %name, "saved breaker state dropped: no such endpoint in the config");
     }
     if let Some(o) = old {
         for ep in &o.endpoints {
@@ -309,11 +463,14 @@ fn build_topology(cfg: Config, old: Option<&Topology>, metrics: &Metrics) -> Top
             .get(n)
             .is_some_and(|&i: &usize| endpoints[i].admits_traffic())
     };
-    let routes = Mutex::new(RouteTracker::new(&cfg.routes, now, admits, metrics));
+    let mut routes = RouteTracker::new(&cfg.routes, now, admits, metrics);
+    if let Some(o) = old {
+        routes.carry_over(&o.routes.lock().unwrap_or_else(|p| p.into_inner()));
+    }
     Topology {
         endpoints,
         by_name,
-        routes,
+        routes: Mutex::new(routes),
         config: cfg,
     }
 }

@@ -79,6 +79,7 @@ pub async fn run(listen: std::net::SocketAddr) -> Result<(), DemoError> {
     let addr = listener
         .local_addr()
         .map_err(|e| DemoError::Listen(listen.to_string(), e))?;
+    // No storage: the demo replays the same incident and writes nothing.
     let daemon = Daemon::new(cfg, None, None);
     daemon.start();
     let started = Instant::now();

@@ -17,4 +17,5 @@ pub mod schedule;
 pub mod secret;
 pub mod signal;
 pub mod sim;
+pub mod storage;
 pub mod tier;

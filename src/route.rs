@@ -115,6 +115,22 @@ impl RouteTracker {
             .collect()
     }
 
+    /// Keep what a reload must not reset: the switch count of every route
+    /// that stays (the `switches_total` counter keeps counting too), and
+    /// since when it is served by the same endpoint if that did not change.
+    pub fn carry_over(&mut self, old: &RouteTracker) {
+        for r in &mut self.routes {
+            let Some(o) = old.routes.iter().find(|o| o.cfg.name == r.cfg.name) else {
+                continue;
+            };
+            r.switches = o.switches;
+            let serving = |t: &Tracked| t.level.map(|l| t.cfg.endpoints[l].clone());
+            if serving(o) == serving(r) {
+                r.since = o.since;
+            }
+        }
+    }
+
     pub fn configs(&self) -> impl Iterator<Item = &RouteConfig> {
         self.routes.iter().map(|r| &r.cfg)
     }
@@ -184,6 +200,45 @@ mod tests {
         );
         assert!(
             text.contains("hfbreaker_route_switches_total{from=\"b\",route=\"r\",to=\"none\"} 1\n")
+        );
+    }
+
+    #[test]
+    fn carry_over_keeps_switches_of_routes_that_stay() {
+        let m = Metrics::new();
+        let t0 = Instant::now();
+        let r = |name: &str, chain: Vec<String>| RouteConfig {
+            name: name.into(),
+            endpoints: chain,
+        };
+        let mut old = RouteTracker::new(&[r("r", chain()), r("gone", chain())], t0, |_| true, &m);
+        old.update(t0 + Duration::from_secs(1), |e| e != "a", &m);
+        old.update(t0 + Duration::from_secs(2), |_| true, &m);
+        old.update(t0 + Duration::from_secs(3), |e| e != "a", &m);
+        let t1 = t0 + Duration::from_secs(10);
+        // "r" stays (chain reordered, still served by b); "new" is new
+        let reordered = vec!["b".to_string(), "a".into(), "c".into()];
+        let mut new = RouteTracker::new(
+            &[r("r", reordered), r("new", chain())],
+            t1,
+            |e| e != "a",
+            &m,
+        );
+        new.carry_over(&old);
+        let s = new.status();
+        assert_eq!((s[0].switches, s[0].level), (3, 0));
+        assert_eq!(
+            s[0].since,
+            t0 + Duration::from_secs(3),
+            "same endpoint serves"
+        );
+        assert_eq!((s[1].switches, s[1].since), (0, t1));
+        // served by another endpoint after the reload: switches kept, since reset
+        let mut other = RouteTracker::new(&[r("r", chain())], t1, |_| true, &m);
+        other.carry_over(&old);
+        assert_eq!(
+            (other.status()[0].switches, other.status()[0].since),
+            (3, t1)
         );
     }
 }

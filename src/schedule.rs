@@ -119,11 +119,50 @@ impl Endpoint {
         !self.enforce.load(Ordering::Relaxed) || self.breaker_state().admits_traffic()
     }
 
-    /// Swap in a new token (a reload that changed nothing else).
+    /// Swap in a new config of the same endpoint (same identity, same
+    /// exported thresholds): the breaker keeps its state and takes the new
+    /// thresholds; intervals apply from the next wake-up.
     pub fn replace_config(&self, cfg: EndpointConfig) {
         let mut st = self.lock();
+        st.breaker.reconfigure(cfg.breaker.clone());
+        self.enforce.store(cfg.enforce, Ordering::Relaxed);
         st.prepared = Arc::new(Prepared::new(&cfg));
         st.cfg = Arc::new(cfg);
+        self.refresh_stats(&st);
+    }
+
+    /// Put a breaker in place (restored from storage, or carried over from
+    /// the endpoint this one replaces), with metrics and mirrors to match.
+    pub fn adopt(&self, breaker: Breaker, since_wall: SystemTime) {
+        let mut st = self.lock();
+        let state = breaker.state();
+        st.breaker = breaker;
+        st.since_wall = since_wall;
+        self.state_code.store(state as u8, Ordering::Relaxed);
+        self.metrics.set_state(state, unix(since_wall));
+        self.refresh_stats(&st);
+    }
+
+    /// This endpoint under a new config whose exported values changed (a
+    /// threshold, `enforce`): new series, same breaker state. Probes in
+    /// flight finish on the old endpoint and are dropped, as at a restart;
+    /// probe counts start again, as the new series' counters do.
+    pub fn successor(&self, cfg: EndpointConfig, metrics: EndpointMetrics, now: Instant) -> Self {
+        let (snap, since_wall, last_tick, last) = {
+            let st = self.lock();
+            let mut snap = st.breaker.snapshot(now);
+            snap.trial_in_flight = false;
+            (snap, st.since_wall, st.last_tick, st.last.clone())
+        };
+        let breaker = Breaker::restore(cfg.breaker.clone(), &snap, now);
+        let ep = Endpoint::new(cfg, metrics, now, 0);
+        ep.adopt(breaker, since_wall);
+        {
+            let mut st = ep.lock();
+            st.last_tick = last_tick;
+            st.last = last;
+        }
+        ep
     }
 
     /// Record a state change in metrics and the lock-free mirror.
@@ -283,6 +322,9 @@ pub trait Host: Send + Sync + 'static {
     fn lateness(&self, _seconds: f64) {}
     /// A probe failed for a reason of this process (no file descriptors...).
     fn local_error(&self) {}
+    /// A recorded outcome changed a breaker's counters (not its state):
+    /// worth saving, but not urgently.
+    fn counters_changed(&self) {}
 }
 
 pub struct Scheduler {
@@ -491,6 +533,8 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
     };
     if changed {
         host.state_changed();
+    } else if result != ProbeResult::Ignored {
+        host.counters_changed();
     }
     if wake {
         host.wake(ep.slot.load(Ordering::Relaxed));

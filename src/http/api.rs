@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{rfc3339, wall};
 use crate::breaker::State;
 use crate::classify::Verdict;
-use crate::daemon::{AdminAction, Daemon};
+use crate::daemon::{AdminAction, AdminError, Daemon};
 
 #[derive(Serialize)]
 pub struct BreakerView {
@@ -146,8 +146,12 @@ pub async fn admin(
             "unknown action; use force-open, force-closed or reset",
         );
     };
-    match d.admin(&endpoint, action) {
+    // 200 only once the new state is on disk (with --storage.path).
+    match d.admin_saved(&endpoint, action).await {
         Ok(state) => Json(json!({ "endpoint": endpoint, "state": state })).into_response(),
+        Err(e @ AdminError::NotSaved { .. }) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
         Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
     }
 }

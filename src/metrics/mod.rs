@@ -42,6 +42,8 @@ label_enum! {
         Accept = "accept",
         /// Opening a connection for a probe.
         Probe = "probe",
+        /// Saving breaker state to `--storage.path`.
+        Storage = "storage",
     }
 }
 
@@ -795,6 +797,7 @@ hfbreaker_config_last_reload_success_timestamp_seconds 1700000001
 # TYPE hfbreaker_local_errors_total counter
 hfbreaker_local_errors_total{operation="accept"} 0
 hfbreaker_local_errors_total{operation="probe"} 1
+hfbreaker_local_errors_total{operation="storage"} 0
 # HELP hfbreaker_scheduler_lateness_seconds How late scheduled probes started against their due time.
 # TYPE hfbreaker_scheduler_lateness_seconds histogram
 hfbreaker_scheduler_lateness_seconds_bucket{le="0.001"} 0

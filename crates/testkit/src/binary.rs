@@ -31,16 +31,22 @@ impl Binary {
     /// The daemon on `config` (written to a fresh folder, see
     /// [`Proc::config_path`]) on an ephemeral loopback port, with `args` and
     /// `env` added; returns once it listens. The port is read from /proc, so
-    /// any `--log.level` works.
+    /// any `--log.level` works. Its `--storage.path` is `data/` in that
+    /// folder (never the checkout) unless `args` give one.
     pub fn daemon(&self, config: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("hfbreaker.yml");
         std::fs::write(&cfg, config).expect("config written");
         let mut cmd = self.command();
         cmd.arg(format!("--config.file={}", cfg.display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .args(args)
-            .envs(env.iter().copied());
+            .arg("--web.listen-address=127.0.0.1:0");
+        if !args.iter().any(|a| a.starts_with("--storage.path")) {
+            cmd.arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ));
+        }
+        cmd.args(args).envs(env.iter().copied());
         let mut p = Proc::spawn(&mut cmd, Some(dir), Some(cfg)).expect("hfbreaker starts");
         let start = Instant::now();
         let addr = loop {
