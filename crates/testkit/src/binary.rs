@@ -33,6 +33,18 @@ impl Binary {
     /// `env` added; returns once it listens. The port is read from /proc, so
     /// any `--log.level` works.
     pub fn daemon(&self, config: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        self.daemon_with(config, args, env, |_| {})
+    }
+
+    /// [`Binary::daemon`], with `prepare` applied to the command before it
+    /// is spawned (e.g. a `pre_exec` that lowers a resource limit).
+    pub fn daemon_with(
+        &self,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Proc {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("hfbreaker.yml");
         std::fs::write(&cfg, config).expect("config written");
@@ -41,6 +53,7 @@ impl Binary {
             .arg("--web.listen-address=127.0.0.1:0")
             .args(args)
             .envs(env.iter().copied());
+        prepare(&mut cmd);
         let mut p = Proc::spawn(&mut cmd, Some(dir), Some(cfg)).expect("hfbreaker starts");
         let start = Instant::now();
         let addr = loop {
