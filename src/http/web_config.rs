@@ -161,9 +161,11 @@ impl std::fmt::Debug for WebState {
 /// flood of wrong passwords cannot take every core.
 static BCRYPT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
-/// A valid hash that matches no password, checked for unknown users so that
-/// their answer takes as long as a known user's.
-const DUMMY_HASH: &str = "$2b$10$abcdefghijklmnopqrstuu5Qm3E1Wd3Kc5X2i1uYhQm8GQG7o4O4a";
+/// A hash checked for unknown users, so that their answer takes as long as
+/// a known user's (cost 10, as `htpasswd -nBC 10` makes them). Made on
+/// first use, from a random salt: it matches no password anyone sends.
+static DUMMY_HASH: std::sync::LazyLock<Option<String>> =
+    std::sync::LazyLock::new(|| bcrypt::hash("hfbreaker: no such user", 10).ok());
 
 impl WebState {
     fn empty() -> Self {
@@ -207,8 +209,8 @@ impl WebState {
         let (u, p) = (user.clone(), password.clone());
         let ok = tokio::task::spawn_blocking(move || {
             let known = state.users.get(&u);
-            let hash = known.map_or(DUMMY_HASH, String::as_str);
-            bcrypt::verify(&p, hash).unwrap_or(false) && known.is_some()
+            let hash = known.or(DUMMY_HASH.as_ref());
+            hash.is_some_and(|h| bcrypt::verify(&p, h).unwrap_or(false)) && known.is_some()
         })
         .await
         .unwrap_or(false);
@@ -399,7 +401,7 @@ fn tls_acceptor(
             );
         }
     }
-    let versions = tls_versions(t, errs)?;
+    let versions = tls_versions(t, errs);
     let cert = pem_source(&t.cert_file, &t.cert, "cert", base, errs, files);
     let key = pem_source(&t.key_file, &t.key, "key", base, errs, files);
     let verifier = client_verifier(tls, base, errs, files);
@@ -440,7 +442,7 @@ fn tls_acceptor(
             "no PEM private key found".into(),
         );
     }
-    let (key, verifier) = (key?, verifier?);
+    let (key, verifier, versions) = (key?, verifier?, versions?);
     if certs.is_empty() {
         return None;
     }
@@ -761,5 +763,247 @@ impl WebConfig {
                 tracing::error!(error = %e, "web config reload failed; the running settings are kept")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Certs {
+        dir: tempfile::TempDir,
+    }
+
+    /// A CA, and a server certificate for 127.0.0.1 signed by it, as
+    /// `ca.crt`, `server.crt`, `server.key` in a fresh folder.
+    fn certs() -> Certs {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.path().join("ca.crt"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.crt"), server.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+        Certs { dir }
+    }
+
+    fn parse_in(dir: &Path, yaml: &str) -> Result<WebState, WebConfigError> {
+        parse(yaml, "web.yml", dir)
+    }
+
+    fn errors_of(dir: &Path, yaml: &str) -> String {
+        match parse_in(dir, yaml) {
+            Ok(s) => panic!("accepted: {s:?}\n{yaml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Cost 4, the cheapest bcrypt, keeps the tests fast.
+    fn hash(password: &str) -> String {
+        bcrypt::hash(password, 4).unwrap()
+    }
+
+    #[test]
+    fn an_empty_file_changes_nothing() {
+        let s = parse_in(Path::new("."), "").unwrap();
+        assert!(s.tls.is_none() && !s.requires_auth() && s.headers().is_empty());
+    }
+
+    #[test]
+    fn the_exporter_toolkit_example_loads_with_paths_relative_to_the_file() {
+        let c = certs();
+        let yaml = format!(
+            "tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: ca.crt
+  min_version: TLS13
+  prefer_server_cipher_suites: true
+http_server_config:
+  http2: false
+  headers:
+    X-Frame-Options: deny
+    Strict-Transport-Security: max-age=31536000
+basic_auth_users:
+  alice: {}
+  bob: '{}'
+",
+            hash("a"),
+            hash("b")
+        );
+        let s = parse_in(c.dir.path(), &yaml).unwrap();
+        assert!(s.tls.is_some());
+        assert_eq!(s.user_names().collect::<Vec<_>>(), ["alice", "bob"]);
+        let names: Vec<&str> = s.headers().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["strict-transport-security", "x-frame-options"]);
+        // Every client-auth policy builds.
+        for (policy, ca) in [
+            ("NoClientCert", ""),
+            ("RequestClientCert", ""),
+            ("RequireAnyClientCert", ""),
+            ("VerifyClientCertIfGiven", "\n  client_ca_file: ca.crt"),
+        ] {
+            let y = format!(
+                "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: {policy}{ca}\n"
+            );
+            assert!(
+                parse_in(c.dir.path(), &y).unwrap().tls.is_some(),
+                "{policy}"
+            );
+        }
+        // Inline PEM works too.
+        let pem = |f: &str| std::fs::read_to_string(c.dir.path().join(f)).unwrap();
+        let inline = format!(
+            "tls_server_config:\n  cert: |\n{}\n  key: |\n{}\n",
+            indent(&pem("server.crt")),
+            indent(&pem("server.key"))
+        );
+        assert!(parse_in(Path::new("/"), &inline).unwrap().tls.is_some());
+    }
+
+    fn indent(s: &str) -> String {
+        s.lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_line_and_column() {
+        let e = errors_of(
+            Path::new("."),
+            "tls_server_config:\n  cert_file: a\n  certfile: b\n",
+        );
+        assert!(e.starts_with("web.yml:3:3: certfile: unknown field"), "{e}");
+        let e = errors_of(Path::new("."), "basic_auth:\n  a: b\n");
+        assert!(
+            e.starts_with("web.yml:1:1: basic_auth: unknown field"),
+            "{e}"
+        );
+        let e = errors_of(
+            Path::new("."),
+            "tls_server_config:\n  client_auth_type: Sometimes\n",
+        );
+        assert!(e.starts_with("web.yml:2:"), "{e}");
+        assert!(e.contains("client_auth_type"), "{e}");
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_place() {
+        let c = certs();
+        let pasted = "hunter2-not-a-hash";
+        let yaml = format!(
+            "tls_server_config:
+  cert_file: missing.crt
+  key_file: server.key
+  min_version: TLS11
+  client_ca_file: ca.crt
+  cipher_suites: [TLS_AES_128_GCM_SHA256]
+http_server_config:
+  headers:
+    Content-Type: text/html
+    X-Frame-Options: allow
+basic_auth_users:
+  alice: {pasted}
+  'bo:b': {}
+rate_limit:
+  interval: 1s
+",
+            hash("x")
+        );
+        let e = errors_of(c.dir.path(), &yaml);
+        let lines: Vec<&str> = e.lines().collect();
+        let expect = [
+            "web.yml:2:14: tls_server_config.cert_file: cannot read ",
+            "web.yml:4:16: tls_server_config.min_version: TLS 1.0 and 1.1 are not supported",
+            "web.yml:5:19: tls_server_config.client_ca_file: client CAs are set but client_auth_type does not verify",
+            "web.yml:6:18: tls_server_config.cipher_suites: not supported",
+            "web.yml:9:19: http_server_config.headers.Content-Type: this header cannot be configured",
+            "web.yml:10:22: http_server_config.headers.X-Frame-Options: must be one of: deny, sameorigin",
+            "web.yml:12:10: basic_auth_users.alice: not a bcrypt hash",
+            "web.yml:13:11: basic_auth_users.bo:b: a user name must be non-empty and without ':'",
+            "web.yml:15:3: rate_limit: not supported",
+        ];
+        assert_eq!(lines.len(), expect.len(), "{e}");
+        for (line, want) in lines.iter().zip(expect) {
+            assert!(line.starts_with(want), "{line}\nwanted {want}");
+        }
+        assert!(!e.contains(pasted), "a pasted password is never echoed");
+    }
+
+    #[test]
+    fn tls_needs_a_key_and_verification_needs_a_ca() {
+        let c = certs();
+        let e = errors_of(
+            c.dir.path(),
+            "tls_server_config:\n  cert_file: server.crt\n",
+        );
+        assert!(e.contains("tls_server_config.key_file: required"), "{e}");
+        let e = errors_of(
+            c.dir.path(),
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n",
+        );
+        assert!(
+            e.starts_with("web.yml:4:21: tls_server_config.client_ca_file: required"),
+            "{e}"
+        );
+        let e = errors_of(
+            c.dir.path(),
+            "tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n",
+        );
+        assert!(e.contains("no PEM certificate found"), "{e}");
+        let e = errors_of(
+            c.dir.path(),
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n  max_version: TLS12\n",
+        );
+        assert!(e.contains("max_version: below min_version"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn passwords_are_checked_against_the_hashes() {
+        let yaml = format!("basic_auth_users:\n  alice: {}\n", hash("s3cret"));
+        let s = Arc::new(parse_in(Path::new("."), &yaml).unwrap());
+        let check = |u: &str, p: &str| s.clone().verify(u.into(), p.as_bytes().to_vec());
+        assert!(check("alice", "s3cret").await);
+        assert!(check("alice", "s3cret").await, "again, from the cache");
+        assert!(!check("alice", "s3cre").await);
+        assert!(!check("alice", "s3crett").await);
+        assert!(!check("bob", "s3cret").await);
+        assert!(!check("", "").await);
+    }
+
+    #[test]
+    fn a_changed_file_is_reloaded_and_a_bad_one_keeps_the_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, format!("basic_auth_users:\n  a: {}\n", hash("x"))).unwrap();
+        let w = WebConfig::load(&path).unwrap();
+        assert_eq!(w.current().user_names().collect::<Vec<_>>(), ["a"]);
+        let next = format!(
+            "basic_auth_users:\n  a: {}\n  bb: {}\n",
+            hash("x"),
+            hash("y")
+        );
+        std::fs::write(&path, next).unwrap();
+        std::thread::sleep(CHECK_EVERY + Duration::from_millis(50));
+        assert_eq!(w.current().user_names().collect::<Vec<_>>(), ["a", "bb"]);
+        std::fs::write(&path, "basic_auth_users: [nonsense, that, is, longer]\n").unwrap();
+        std::thread::sleep(CHECK_EVERY + Duration::from_millis(50));
+        assert_eq!(w.current().user_names().collect::<Vec<_>>(), ["a", "bb"]);
+        // Missing at start is an error naming the file.
+        let e = WebConfig::load(&dir.path().join("nope.yml")).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("nope.yml: cannot read web config file"),
+            "{e}"
+        );
     }
 }
