@@ -1,11 +1,16 @@
 //! Command line, Prometheus style: `--config.file=...`, `--web.listen-address=:9799`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config;
 use crate::daemon::{Daemon, parse_listen_address};
+use crate::http::server::{self, DEFAULT_MAX_CONNECTIONS};
+use crate::http::web_config::WebConfig;
+use crate::http::{AppOptions, ServeOptions};
 use crate::logging;
 use crate::secret::Secret;
 use crate::signal::{reload_on_sighup, shutdown_signal};
@@ -62,8 +67,33 @@ pub struct Flags {
     /// Directory for breaker state kept across restarts (breakers.json); empty disables it
     #[arg(long = "storage.path", value_name = "PATH", default_value = "data/")]
     pub storage_path: String,
+    /// Enable POST /-/reload (without it: 403); SIGHUP always reloads
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+    /// Web config (exporter-toolkit format): TLS, basic auth, response headers; re-read on change
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+    /// Most connections held at once (capped at a quarter of the file descriptor limit)
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = parse_positive)]
+    pub max_connections: usize,
+    /// After SIGTERM, how long in-flight requests may take before connections are dropped
+    #[arg(long = "web.shutdown-timeout", value_name = "DURATION", default_value = "5s",
+          value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
     #[command(flatten)]
     pub log: LogFlags,
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be a whole number of at least 1".to_string()),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 5s, 500ms)"))
 }
 
 /// `--log.level` and `--log.format` with the daemon's defaults.
@@ -324,6 +354,48 @@ fn read_admin_token(path: &Path) -> Result<Secret, String> {
     crate::secret::read_secret_file(path).map_err(|e| format!("admin token file {e}"))
 }
 
+/// Listener options from the flags; raises the descriptor limit first, as
+/// the connection limit is a share of it.
+fn serve_options(flags: &Flags, web: Option<Arc<WebConfig>>) -> ServeOptions {
+    let requested = flags.max_connections;
+    let max_connections = match server::raise_fd_limit() {
+        Ok(l) => {
+            let budget = server::connection_budget(requested, l.soft);
+            tracing::info!(
+                soft_before = l.soft_before,
+                soft = l.soft,
+                hard = l.hard,
+                max_connections = budget,
+                "file descriptor limits"
+            );
+            budget
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the file descriptor limit");
+            requested
+        }
+    };
+    if let Some(w) = &web {
+        let s = w.current();
+        tracing::info!(
+            tls = s.tls.is_some(),
+            basic_auth_users = s.user_names().count(),
+            "web config loaded"
+        );
+    }
+    ServeOptions {
+        app: AppOptions {
+            enable_lifecycle: flags.enable_lifecycle,
+        },
+        limits: server::Limits {
+            max_connections,
+            shutdown_timeout: flags.shutdown_timeout,
+            ..server::Limits::default()
+        },
+        web,
+    }
+}
+
 fn run(flags: Flags) -> i32 {
     logging::init(flags.log.level.into(), flags.log.format.into());
     // Everything is validated before a port is bound.
@@ -354,6 +426,20 @@ fn run(flags: Flags) -> i32 {
             return 1;
         }
     };
+    let web = match flags
+        .web_config_file
+        .as_deref()
+        .map(WebConfig::load)
+        .transpose()
+    {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("{e}");
+            tracing::error!("invalid web config; not starting");
+            return 1;
+        }
+    };
+    let options = serve_options(&flags, web);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -389,7 +475,8 @@ fn run(flags: Flags) -> i32 {
             "listening"
         );
         tokio::spawn(reload_on_sighup(daemon.clone()));
-        let served = crate::http::serve(listener, daemon.clone(), shutdown_signal()).await;
+        let served =
+            crate::http::serve_with(listener, daemon.clone(), options, shutdown_signal()).await;
         daemon.stop();
         match served {
             Ok(()) => {
@@ -440,6 +527,10 @@ mod tests {
                 listen: ":9799".into(),
                 admin_token_file: None,
                 storage_path: "data/".into(),
+                enable_lifecycle: false,
+                web_config_file: None,
+                max_connections: 512,
+                shutdown_timeout: Duration::from_secs(5),
                 log: LogFlags {
                     level: LogLevel::Info,
                     format: LogFormat::Logfmt
@@ -454,6 +545,34 @@ mod tests {
                 .storage_path,
             "/var/lib/hfb"
         );
+    }
+
+    #[test]
+    fn web_flags_parse_and_bad_values_are_usage_errors() {
+        let f = parse_ok(&[
+            "--web.enable-lifecycle",
+            "--web.config.file=web.yml",
+            "--web.max-connections=64",
+            "--web.shutdown-timeout=750ms",
+        ])
+        .flags;
+        assert!(f.enable_lifecycle);
+        assert_eq!(f.web_config_file, Some(PathBuf::from("web.yml")));
+        assert_eq!(f.max_connections, 64);
+        assert_eq!(f.shutdown_timeout, Duration::from_millis(750));
+        for bad in [
+            "--web.max-connections=0",
+            "--web.max-connections=x",
+            "--web.shutdown-timeout=soon",
+        ] {
+            assert_eq!(
+                parse_err(&[bad]).kind(),
+                ErrorKind::ValueValidation,
+                "{bad}"
+            );
+        }
+        let e = parse_err(&["demo", "--web.enable-lifecycle"]);
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
     }
 
     #[test]

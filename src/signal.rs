@@ -5,16 +5,34 @@ use std::sync::Arc;
 
 use crate::daemon::Daemon;
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Exit code when a second SIGTERM or Ctrl-C cuts the drain short.
+pub const FORCED_EXIT_CODE: i32 = 1;
+
+/// Resolves on SIGTERM or Ctrl-C. Once it has, handling those signals is
+/// ours for good (the default action no longer applies), so a second one
+/// exits the process at once: an operator is never left without a way out
+/// while connections drain.
 pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            // No handler: the default action of SIGTERM still ends us.
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down (a second signal exits at once)"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down (a second signal exits at once)"),
         }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(FORCED_EXIT_CODE);
+        });
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;

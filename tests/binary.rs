@@ -184,6 +184,7 @@ routes:
         &[
             &format!("--web.admin-token-file={}", adminfile.display()),
             "--log.level=debug",
+            "--web.enable-lifecycle",
         ],
         &[("HFB_TEST_TOKEN", TOKEN)],
     );

@@ -453,7 +453,7 @@ fn file_daemon() -> FileDaemon {
     std::fs::write(&path, config_yaml(port, None)).unwrap();
     let cfg = hfbreaker::config::load(&path).unwrap();
     let daemon = Daemon::new(cfg, Some(path.clone()), Some(Secret::new(TOKEN)));
-    let app = hfbreaker::http::app(daemon.clone());
+    let app = lifecycle_app(daemon.clone());
     FileDaemon {
         _dir: dir,
         path,
@@ -461,6 +461,16 @@ fn file_daemon() -> FileDaemon {
         daemon,
         app,
     }
+}
+
+/// The routes with `--web.enable-lifecycle`, for the tests that reload.
+fn lifecycle_app(d: Arc<Daemon>) -> Router {
+    hfbreaker::http::app_with(
+        d,
+        hfbreaker::http::AppOptions {
+            enable_lifecycle: true,
+        },
+    )
 }
 
 fn names(bs: &[Value]) -> Vec<&str> {
@@ -565,7 +575,7 @@ async fn reload_with_a_bad_file_is_500_with_the_error_and_keeps_the_config() {
 async fn reload_without_a_config_file_is_a_200_no_op() {
     // `hfbreaker demo` runs without a file: there is nothing to re-read.
     let d = daemon(Some(TOKEN));
-    let app = hfbreaker::http::app(d.clone());
+    let app = lifecycle_app(d.clone());
     let before = metrics_text(&app).await;
     let r = post(&app, "/-/reload").await;
     assert_eq!(r.status, StatusCode::OK);

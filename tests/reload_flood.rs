@@ -37,11 +37,17 @@ async fn reloads_keep_every_endpoint_on_its_interval() {
     for i in 0..ENDPOINTS {
         let name = format!("e{i:02}");
         let probes = |s: &testkit::Scrape| {
-            s.val("hfbreaker_probes_total", &[("endpoint", &name), ("result", "success")])
+            s.val(
+                "hfbreaker_probes_total",
+                &[("endpoint", &name), ("result", "success")],
+            )
         };
         let n = probes(&after) - probes(&before);
         // 5 s at a 2 s interval: 2 or 3 probes, whatever the reloads do.
-        assert!((2.0..=3.0).contains(&n), "{name}: {n} probes in 5 s during {reloads} reloads");
+        assert!(
+            (2.0..=3.0).contains(&n),
+            "{name}: {n} probes in 5 s during {reloads} reloads"
+        );
     }
     d.shutdown().await;
     sim.shutdown().await;

@@ -57,7 +57,7 @@ fn kill_9_never_loses_an_acknowledged_admin_action() {
     ]));
     let yaml = format!(
         "global:
-  interval: 40ms
+  interval: 100ms
   timeout: 300ms
   confirm_interval: 15ms
   breaker:

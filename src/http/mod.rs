@@ -3,22 +3,47 @@
 
 pub mod api;
 mod landing;
+pub mod server;
+pub mod web_config;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::Router;
 use axum::extract::State as AxState;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 
 use crate::daemon::Daemon;
+use crate::metrics::LocalOperation;
+
+/// Switches of the routes themselves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppOptions {
+    /// `POST /-/reload` works only with `--web.enable-lifecycle`, as in
+    /// Prometheus: otherwise anyone who reaches the port could make the
+    /// daemon re-read its config at will. SIGHUP always works.
+    pub enable_lifecycle: bool,
+}
+
+/// Everything a daemon listener needs besides the socket.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    pub app: AppOptions,
+    pub limits: server::Limits,
+    pub web: Option<Arc<web_config::WebConfig>>,
+}
+
+/// All routes with the default options (lifecycle API off).
+pub fn app(daemon: Arc<Daemon>) -> Router {
+    app_with(daemon, AppOptions::default())
+}
 
 /// All routes, for a real listener or for in-process tests.
-pub fn app(daemon: Arc<Daemon>) -> Router {
+pub fn app_with(daemon: Arc<Daemon>, options: AppOptions) -> Router {
     Router::new()
         .route("/", get(landing::page))
         .route("/metrics", get(metrics))
@@ -28,18 +53,47 @@ pub fn app(daemon: Arc<Daemon>) -> Router {
         .route("/api/v1/breakers", get(api::breakers))
         .route("/api/v1/routes", get(api::routes))
         .route("/api/v1/breakers/{endpoint}/{action}", post(api::admin))
+        .layer(Extension(options))
         .with_state(daemon)
 }
 
-/// Serve until `shutdown` resolves, then finish in-flight requests.
+/// Serve with the default options until `shutdown` resolves, then drain.
 pub async fn serve(
     listener: TcpListener,
     daemon: Arc<Daemon>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(daemon))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, daemon, ServeOptions::default(), shutdown).await
+}
+
+/// Serve the daemon's routes on the hardened listener (see [`server`])
+/// until `shutdown` resolves, then drain within the shutdown timeout.
+pub async fn serve_with(
+    listener: TcpListener,
+    daemon: Arc<Daemon>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let d = daemon.clone();
+    let settings = server::Settings {
+        limits: options.limits,
+        web: options.web.unwrap_or_else(web_config::WebConfig::none),
+        on_accept_error: Arc::new(move || d.metrics.local_error(LocalOperation::Accept)),
+        auth_exempt: Some(admin_write_with_bearer),
+    };
+    server::serve(listener, app_with(daemon, options.app), settings, shutdown).await
+}
+
+/// Admin writes carry their own bearer token in `Authorization`, which
+/// leaves no room for basic auth; their handler checks that token (and
+/// refuses every write without `--web.admin-token-file`).
+fn admin_write_with_bearer(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
+    method == Method::POST
+        && uri.path().starts_with("/api/v1/breakers/")
+        && headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
 }
 
 async fn metrics(AxState(d): AxState<Arc<Daemon>>) -> Response {
@@ -79,7 +133,10 @@ async fn ready(AxState(d): AxState<Arc<Daemon>>) -> Response {
     }
 }
 
-async fn reload(AxState(d): AxState<Arc<Daemon>>) -> Response {
+async fn reload(AxState(d): AxState<Arc<Daemon>>, Extension(o): Extension<AppOptions>) -> Response {
+    if !o.enable_lifecycle {
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n").into_response();
+    }
     match d.reload().await {
         Ok(()) => (StatusCode::OK, "Config reloaded.\n").into_response(),
         Err(e) => (

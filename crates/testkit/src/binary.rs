@@ -34,6 +34,18 @@ impl Binary {
     /// any `--log.level` works. Its `--storage.path` is `data/` in that
     /// folder (never the checkout) unless `args` give one.
     pub fn daemon(&self, config: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        self.daemon_with(config, args, env, |_| {})
+    }
+
+    /// [`Binary::daemon`], with `prepare` applied to the command before it
+    /// is spawned (e.g. a `pre_exec` that lowers a resource limit).
+    pub fn daemon_with(
+        &self,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Proc {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("hfbreaker.yml");
         std::fs::write(&cfg, config).expect("config written");
@@ -47,6 +59,7 @@ impl Binary {
             ));
         }
         cmd.args(args).envs(env.iter().copied());
+        prepare(&mut cmd);
         let mut p = Proc::spawn(&mut cmd, Some(dir), Some(cfg)).expect("hfbreaker starts");
         let start = Instant::now();
         let addr = loop {

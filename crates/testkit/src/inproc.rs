@@ -60,7 +60,14 @@ impl TestDaemon {
         let (tx, rx) = oneshot::channel();
         let d2 = daemon.clone();
         let server = tokio::spawn(async move {
-            hfbreaker::http::serve(listener, d2, async {
+            // Tests reload over HTTP: the lifecycle API is on.
+            let options = hfbreaker::http::ServeOptions {
+                app: hfbreaker::http::AppOptions {
+                    enable_lifecycle: true,
+                },
+                ..Default::default()
+            };
+            hfbreaker::http::serve_with(listener, d2, options, async {
                 let _ = rx.await;
             })
             .await
