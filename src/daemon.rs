@@ -284,7 +284,8 @@ impl Daemon {
     /// Apply an admin action to one breaker; returns the new state. Does not
     /// wait for the disk: see [`Daemon::admin_saved`].
     pub fn admin(&self, endpoint: &str, action: AdminAction) -> Result<State, AdminError> {
-        self.apply_admin(endpoint, action).map(|(state, _)| state)
+        self.apply_admin(endpoint, action, "in-process")
+            .map(|(state, _)| state)
     }
 
     /// [`Daemon::admin`], returning only once the new state is on disk (when
@@ -293,12 +294,13 @@ impl Daemon {
         &self,
         endpoint: &str,
         action: AdminAction,
+        client: &str,
     ) -> Result<State, AdminError> {
         // Not while a reload swaps endpoints: the action must land on the
         // endpoint that stays.
         let (state, generation) = {
             let _guard = self.reload_lock.lock().await;
-            self.apply_admin(endpoint, action)?
+            self.apply_admin(endpoint, action, client)?
         };
         if let Some(store) = &self.storage {
             let saved = store.durable(generation, ADMIN_SAVE_LIMIT).await;
@@ -310,7 +312,13 @@ impl Daemon {
         Ok(state)
     }
 
-    fn apply_admin(&self, endpoint: &str, action: AdminAction) -> Result<(State, u64), AdminError> {
+    /// `client` names who asked, for the audit line.
+    fn apply_admin(
+        &self,
+        endpoint: &str,
+        action: AdminAction,
+        client: &str,
+    ) -> Result<(State, u64), AdminError> {
         let topo = self.topology();
         let ep = topo
             .endpoint(endpoint)
@@ -329,7 +337,7 @@ impl Daemon {
             ep.refresh_stats(&st);
             st.breaker.state()
         };
-        tracing::warn!(endpoint, action = ?action, state = state.as_str(), "admin action");
+        tracing::warn!(endpoint, action = ?action, state = state.as_str(), client, "admin action");
         self.update_routes();
         let generation = self.persist(true);
         self.wake(topo.by_name[endpoint]);

@@ -1,11 +1,12 @@
 //! `/api/v1`: breaker and route state as JSON, and guarded admin actions.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, State as AxState};
+use axum::extract::{ConnectInfo, Path, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::json;
 
@@ -122,8 +123,11 @@ fn error(status: StatusCode, message: &str) -> Response {
 pub async fn admin(
     AxState(d): AxState<Arc<Daemon>>,
     Path((endpoint, action)): Path<(String, String)>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
+    // In-process callers (tests) have no socket.
+    let client = peer.map_or_else(|| "in-process".to_string(), |p| p.0.0.to_string());
     let Some(token) = d.admin_token() else {
         return error(
             StatusCode::FORBIDDEN,
@@ -135,6 +139,7 @@ pub async fn admin(
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_credentials);
     if !presented.is_some_and(|p| token.constant_time_eq(p)) {
+        tracing::warn!(%client, endpoint, action, "admin request refused");
         let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
@@ -147,7 +152,7 @@ pub async fn admin(
         );
     };
     // 200 only once the new state is on disk (with --storage.path).
-    match d.admin_saved(&endpoint, action).await {
+    match d.admin_saved(&endpoint, action, &client).await {
         Ok(state) => Json(json!({ "endpoint": endpoint, "state": state })).into_response(),
         Err(e @ AdminError::NotSaved { .. }) => {
             error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())

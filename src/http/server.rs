@@ -431,7 +431,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let web = shared.settings.web.current();
     let Some(tls) = web.tls.clone() else {
-        serve_io(TokioIo::new(stream), &shared, &slot, closing).await;
+        serve_io(TokioIo::new(stream), peer, &shared, &slot, closing).await;
         return;
     };
     // A handshake is bounded like a request head, and evictable.
@@ -454,11 +454,12 @@ async fn connection(
         _ = slot.slot.evict.notified() => return,
         _ = closing.wait_for(|c| *c) => return,
     };
-    serve_io(TokioIo::new(stream), &shared, &slot, closing).await;
+    serve_io(TokioIo::new(stream), peer, &shared, &slot, closing).await;
 }
 
 async fn serve_io<I>(
     io: TokioIo<I>,
+    peer: SocketAddr,
     shared: &Arc<Shared>,
     slot: &SlotGuard,
     mut closing: watch::Receiver<bool>,
@@ -468,7 +469,10 @@ async fn serve_io<I>(
     let limits = &shared.settings.limits;
     let tower = TowerToHyperService::new(shared.router.clone());
     let (s, slots) = (slot.slot.clone(), shared.slots.clone());
-    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        // Handlers that audit (the admin API) name the client.
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let busy = Busy::new(s.clone(), slots.clone());
         let fut = hyper::service::Service::call(&tower, req);
         async move {
