@@ -535,12 +535,16 @@ pub enum ConfigError {
         path: String,
         errors: Vec<FieldError>,
     },
+    /// The loading itself failed (its task panicked or was cancelled); the
+    /// running config stays.
+    #[error("{path}: loading the config failed: {detail}")]
+    Loader { path: String, detail: String },
 }
 
 impl ConfigError {
     pub fn errors(&self) -> &[FieldError] {
         match self {
-            ConfigError::Read { .. } => &[],
+            ConfigError::Read { .. } | ConfigError::Loader { .. } => &[],
             ConfigError::Invalid { errors, .. } => errors,
         }
     }

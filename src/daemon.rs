@@ -239,9 +239,15 @@ impl Daemon {
         let Some(path) = self.config_path.clone() else {
             return Ok(());
         };
+        let shown = path.display().to_string();
         let loaded = tokio::task::spawn_blocking(move || config::load(&path))
             .await
-            .unwrap_or_else(|e| panic!("config loader panicked: {e}"));
+            .unwrap_or_else(|e| {
+                Err(ConfigError::Loader {
+                    path: shown,
+                    detail: e.to_string(),
+                })
+            });
         match loaded {
             Err(e) => {
                 self.metrics.reload(false, 0.0);

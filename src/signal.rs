@@ -48,7 +48,12 @@ pub async fn reload_on_sighup(daemon: Arc<Daemon>) {
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading config");
-            let _ = daemon.reload().await;
+            // In a task of its own: should a reload ever panic, the next
+            // SIGHUP is still heard.
+            let d = daemon.clone();
+            if let Err(e) = tokio::spawn(async move { d.reload().await }).await {
+                tracing::error!(error = %e, "config reload task failed");
+            }
         }
     }
     #[cfg(not(unix))]
