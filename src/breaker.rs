@@ -290,11 +290,19 @@ impl Breaker {
     /// state the new thresholds would have tripped trips at the next recorded
     /// call. A smaller window keeps the newest calls; the backoff step is
     /// kept and rescaled by the new open durations; a running open period
-    /// keeps its end.
-    pub fn reconfigure(&mut self, cfg: BreakerConfig) {
+    /// keeps its end, unless that is further away than the longest period
+    /// the new config allows (an operator who lowers `max_open_duration`
+    /// wants no circuit open longer than that), as [`Breaker::restore`] does.
+    pub fn reconfigure(&mut self, cfg: BreakerConfig, now: Instant) {
         if self.window.slots.len() != cfg.window.max(1) as usize {
             let calls: Vec<u8> = self.window.calls().collect();
             self.window = Window::with_calls(cfg.window, calls);
+        }
+        let cap = cfg.max_open_duration.max(cfg.open_duration);
+        if let Some(until) = self.open_until
+            && until.saturating_duration_since(now) > cap
+        {
+            self.open_until = Some(now.checked_add(cap).unwrap_or(now));
         }
         self.cfg = cfg;
     }
@@ -1001,7 +1009,7 @@ mod tests {
         for o in [Outcome::Failure, Outcome::Failure, OK, SLOW_OK, OK] {
             call(&mut b, o, t0);
         }
-        b.reconfigure(BreakerConfig { window: 3, ..big() });
+        b.reconfigure(BreakerConfig { window: 3, ..big() }, t0);
         assert_eq!(b.window_len(), 3);
         assert_eq!(b.failure_ratio(), 0.0);
         assert!((b.slow_call_ratio() - 1.0 / 3.0).abs() < 1e-9);
@@ -1014,10 +1022,13 @@ mod tests {
             vec![Call::Slow, Call::Success, Call::Failure]
         );
         // a larger window keeps them all
-        b.reconfigure(BreakerConfig {
-            window: 50,
-            ..big()
-        });
+        b.reconfigure(
+            BreakerConfig {
+                window: 50,
+                ..big()
+            },
+            t0,
+        );
         assert_eq!(b.window_len(), 3);
         assert_eq!(b.consecutive_failures(), 1);
     }
@@ -1028,10 +1039,13 @@ mod tests {
         let mut b = Breaker::new(cfg(), t0, 1);
         call(&mut b, Outcome::Failure, t0);
         call(&mut b, Outcome::Failure, t0);
-        b.reconfigure(BreakerConfig {
-            failure_threshold: 2,
-            ..cfg()
-        });
+        b.reconfigure(
+            BreakerConfig {
+                failure_threshold: 2,
+                ..cfg()
+            },
+            t0,
+        );
         assert_eq!(b.state(), State::Closed, "no retroactive trip");
         assert_eq!(b.consecutive_failures(), 2);
         let t = call(&mut b, Outcome::Failure, t0).expect("trips on the next call");
@@ -1042,11 +1056,14 @@ mod tests {
         for o in [Outcome::Failure, OK, Outcome::Failure, OK] {
             call(&mut b, o, t0);
         }
-        b.reconfigure(BreakerConfig {
-            min_calls: 3,
-            failure_rate_threshold: 0.4,
-            ..cfg()
-        });
+        b.reconfigure(
+            BreakerConfig {
+                min_calls: 3,
+                failure_rate_threshold: 0.4,
+                ..cfg()
+            },
+            t0,
+        );
         assert_eq!(b.state(), State::Closed);
         let t = call(&mut b, OK, t0).expect("2/5 >= 0.4 trips");
         assert_eq!(b.state(), State::Open);
@@ -1063,11 +1080,14 @@ mod tests {
         assert_eq!(b.backoff_step(), 1);
         let until = b.open_until().unwrap();
         let period = b.open_duration();
-        b.reconfigure(BreakerConfig {
-            open_duration: Duration::from_secs(100),
-            max_open_duration: Duration::from_secs(1000),
-            ..cfg()
-        });
+        b.reconfigure(
+            BreakerConfig {
+                open_duration: Duration::from_secs(100),
+                max_open_duration: Duration::from_secs(1000),
+                ..cfg()
+            },
+            now,
+        );
         assert_eq!(b.state(), State::Open);
         assert_eq!(
             b.open_until(),
@@ -1083,6 +1103,25 @@ mod tests {
     }
 
     #[test]
+    fn reconfigure_to_a_shorter_max_open_shortens_a_longer_open_period() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 3);
+        trip(&mut b, t0);
+        let until = b.open_until().unwrap();
+        assert!(until - t0 > Duration::from_secs(5));
+        b.reconfigure(
+            BreakerConfig {
+                open_duration: Duration::from_secs(1),
+                max_open_duration: Duration::from_secs(2),
+                ..cfg()
+            },
+            t0,
+        );
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.open_until(), Some(t0 + Duration::from_secs(2)));
+    }
+
+    #[test]
     fn reconfigure_keeps_forced_and_half_open_states() {
         let t0 = Instant::now();
         for (force, want) in [
@@ -1094,11 +1133,14 @@ mod tests {
         ] {
             let mut b = Breaker::new(cfg(), t0, 1);
             force(&mut b, t0);
-            b.reconfigure(BreakerConfig {
-                failure_threshold: 1,
-                window: 2,
-                ..cfg()
-            });
+            b.reconfigure(
+                BreakerConfig {
+                    failure_threshold: 1,
+                    window: 2,
+                    ..cfg()
+                },
+                t0,
+            );
             assert_eq!(b.state(), want);
             assert_eq!(b.since(), t0);
         }
@@ -1114,10 +1156,13 @@ mod tests {
         let later = b.open_until().unwrap();
         call(&mut b, OK, later);
         assert_eq!(b.state(), State::HalfOpen);
-        b.reconfigure(BreakerConfig {
-            success_threshold: 2,
-            ..cfg()
-        });
+        b.reconfigure(
+            BreakerConfig {
+                success_threshold: 2,
+                ..cfg()
+            },
+            t0,
+        );
         assert_eq!(b.state(), State::HalfOpen);
         assert_eq!(call(&mut b, OK, later).map(|t| t.to), Some(State::Closed));
     }
@@ -1399,11 +1444,12 @@ mod props {
             let (mut b, now, pending) = run_split(&cfg, seed, &ops, split);
             let before = b.snapshot(now);
             let mut r = Breaker::restore(new.clone(), &before, now);
-            b.reconfigure(new.clone());
+            b.reconfigure(new.clone(), now);
             let after = b.snapshot(now);
             prop_assert_eq!(after.state, before.state);
             prop_assert_eq!(after.since_ago, before.since_ago);
-            prop_assert_eq!(after.open_remaining, before.open_remaining);
+            let cap = new.max_open_duration.max(new.open_duration);
+            prop_assert_eq!(after.open_remaining, before.open_remaining.map(|r| r.min(cap)));
             prop_assert_eq!(after.consecutive_failures, before.consecutive_failures);
             prop_assert_eq!(after.backoff_step, before.backoff_step);
             let keep = before.window.len().min(new.window as usize);
@@ -1421,7 +1467,7 @@ mod props {
         ) {
             let (mut b, now, pending) = run_split(&cfg, seed, &ops, split);
             let mut r = b.clone();
-            r.reconfigure(cfg.clone());
+            r.reconfigure(cfg.clone(), now);
             same_behaviour(&mut b, &mut r, ops.get(split..).unwrap_or(&[]), now, &pending)?;
         }
     }

@@ -124,7 +124,7 @@ impl Endpoint {
     /// thresholds; intervals apply from the next wake-up.
     pub fn replace_config(&self, cfg: EndpointConfig) {
         let mut st = self.lock();
-        st.breaker.reconfigure(cfg.breaker.clone());
+        st.breaker.reconfigure(cfg.breaker.clone(), Instant::now());
         self.enforce.store(cfg.enforce, Ordering::Relaxed);
         st.prepared = Arc::new(Prepared::new(&cfg));
         st.cfg = Arc::new(cfg);
