@@ -2,14 +2,11 @@
 //! (`promtool check metrics`) for a config with awkward but valid names and
 //! models: quotes, backslashes, line feeds and non-ASCII in label values.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use hfbreaker::breaker::{State, TripReason};
 use hfbreaker::classify::Reason;
 use hfbreaker::metrics::{Metrics, ProbeResult};
 use hfbreaker::tier::Tier;
-use testkit::{Scrape, require_tool};
+use testkit::{Scrape, promtool_check_metrics};
 
 const AWKWARD: &str = r#"
 endpoints:
@@ -83,32 +80,10 @@ fn exposition() -> String {
 
 #[test]
 fn promtool_accepts_the_exposition_of_awkward_names() {
-    let Some(promtool) = require_tool("promtool", &["promtool"]) else {
-        return;
-    };
     let text = exposition();
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- exposition:\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // promtool's lint findings go to stdout; a clean run prints nothing.
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    if let Some(Err(said)) = promtool_check_metrics(&text) {
+        panic!("promtool check metrics:\n{said}\n--- exposition:\n{text}");
+    }
 }
 
 #[test]

@@ -2,20 +2,9 @@
 //! does several things, and the next change to it is a risk. Measured on
 //! rustfmt's layout, from the `fn` line to its closing brace.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const LIMIT: usize = 120;
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// `(name, lines)` of every function before the file's first test module.
 fn functions(text: &str) -> Vec<(String, usize)> {
@@ -62,8 +51,7 @@ fn functions(text: &str) -> Vec<(String, usize)> {
 #[test]
 fn no_function_outside_tests_is_longer_than_the_limit() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    let files = testkit::rust_files(&src);
     let mut long = Vec::new();
     let mut seen = 0;
     for file in &files {

@@ -3,18 +3,7 @@
 //! impossible to test, reuse or change alone.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use std::path::Path;
 
 /// Top-level module of a file under src/ (`src/probe/chat.rs` → `probe`).
 fn module_of(src: &Path, file: &Path) -> Option<String> {
@@ -65,8 +54,7 @@ fn crate_paths(code: &str) -> BTreeSet<String> {
 
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    let files = testkit::rust_files(&src);
     let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(&src, f)).collect();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in &files {

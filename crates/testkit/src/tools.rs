@@ -32,3 +32,55 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("loopback has free ports")
 }
+
+/// `promtool check metrics` on an exposition: `Err` with promtool's output
+/// when it finds a parse error or a lint problem (a clean run prints
+/// nothing), or `None` when promtool is missing outside CI.
+pub fn promtool_check_metrics(text: &str) -> Option<Result<(), String>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let promtool = require_tool("promtool", &["promtool"])?;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    // promtool reads all of stdin before it answers, so one write is safe.
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .expect("promtool reads its input");
+    let out = child.wait_with_output().expect("promtool finishes");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(if out.status.success() && out.stdout.is_empty() {
+        Ok(())
+    } else {
+        Err(said)
+    })
+}
+
+/// Every `.rs` file under `dir`, for tests that read the sources.
+pub fn rust_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("a readable source folder") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
