@@ -435,12 +435,8 @@ fn run(flags: Flags) -> i32 {
         }
     };
     let gateway_addr = match flags.gateway_listen.as_deref().map(parse_listen_address) {
-        None => None,
-        Some(Ok(a)) => Some(a),
-        Some(Err(e)) => {
-            eprintln!("--gateway.listen-address: {e}");
-            return 1;
-        }
+        Some(Err(e)) => return usage_error(&format!("--gateway.listen-address: {e}")),
+        other => other.and_then(Result::ok),
     };
     let web = match flags
         .web_config_file
@@ -524,6 +520,11 @@ fn run(flags: Flags) -> i32 {
             }
         }
     })
+}
+
+fn usage_error(message: &str) -> i32 {
+    eprintln!("{message}");
+    1
 }
 
 /// Bind and start the gateway; it stops when `stop` turns true.
