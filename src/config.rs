@@ -1767,6 +1767,35 @@ routes:
 "#;
 
     #[test]
+    fn gateway_section_defaults_bounds_and_positions() {
+        let c = parse(EXAMPLE, "x", &env()).unwrap();
+        assert_eq!(c.gateway, GatewayConfig::default());
+        assert_eq!(c.endpoints[0].max_in_flight, None);
+        let yaml = format!(
+            "{EXAMPLE}gateway:\n  timeout: 2h\n  first_byte_timeout: 1ms\n  max_request_bytes: 10\n  client_keys_file: /nonexistent/keys\n"
+        );
+        let errs = errors(&yaml);
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "gateway.timeout",
+                "gateway.first_byte_timeout",
+                "gateway.max_request_bytes",
+                "gateway.client_keys_file"
+            ]
+        );
+        assert!(errs.iter().all(|e| e.line > 30 && e.column > 1), "{errs:?}");
+        let errs = errors(&format!("{EXAMPLE}gateway:\n  keys: x\n"));
+        assert!(errs[0].message.contains("keys"), "{errs:?}");
+        let errs = errors(&EXAMPLE.replace(
+            "    interval: 10s\n",
+            "    interval: 10s\n    max_in_flight: 0\n",
+        ));
+        assert_eq!(errs[0].field, "endpoints[0].max_in_flight");
+    }
+
+    #[test]
     fn parses_the_example_with_defaults_and_overrides() {
         let c = parse(EXAMPLE, "x", &env()).unwrap();
         assert_eq!(c.endpoints.len(), 3);
