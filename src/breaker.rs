@@ -573,6 +573,26 @@ impl Breaker {
         Transition { from, to, trip }
     }
 
+    /// The server asked for `wait` before the next call (`Retry-After` on a
+    /// 429 or 503): while `open`, the open period lasts at least that long
+    /// from `now`, never past `max_open_duration` from `now`, and never
+    /// shorter than it already was. Returns whether the end moved.
+    pub fn hold_open_at_least(&mut self, wait: Duration, now: Instant) -> bool {
+        let Some(until) = self.open_until.filter(|_| self.state == State::Open) else {
+            return false;
+        };
+        let cap = self.cfg.max_open_duration.max(self.cfg.open_duration);
+        let Some(wanted) = now.checked_add(wait.min(cap)) else {
+            return false;
+        };
+        if wanted <= until {
+            return false;
+        }
+        self.open_until = Some(wanted);
+        self.current_open = wanted.saturating_duration_since(self.since);
+        true
+    }
+
     /// Admin action: hold the breaker open until reset.
     pub fn force_open(&mut self, now: Instant) -> Option<Transition> {
         (self.state != State::ForcedOpen)
@@ -597,6 +617,37 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_lengthens_an_open_period_within_the_cap() {
+        let cfg = BreakerConfig {
+            failure_threshold: 1,
+            open_duration: Duration::from_secs(1),
+            max_open_duration: Duration::from_secs(30),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg, t0, 7);
+        // Not open: nothing to lengthen.
+        assert!(!b.hold_open_at_least(Duration::from_secs(10), t0));
+        let (p, _) = b.try_acquire(t0);
+        b.record(p.unwrap(), Outcome::Failure, t0);
+        assert_eq!(b.state(), State::Open);
+        let before = b.open_until().unwrap();
+        // Shorter than the period: unchanged.
+        assert!(!b.hold_open_at_least(Duration::from_millis(10), t0));
+        assert_eq!(b.open_until(), Some(before));
+        assert!(b.hold_open_at_least(Duration::from_secs(10), t0));
+        assert_eq!(b.open_until(), Some(t0 + Duration::from_secs(10)));
+        // Bounded by max_open_duration.
+        assert!(b.hold_open_at_least(Duration::from_secs(3600), t0));
+        assert_eq!(b.open_until(), Some(t0 + Duration::from_secs(30)));
+        // No trial before the new end, one after it.
+        assert_eq!(b.try_acquire(t0 + Duration::from_secs(29)).0, None);
+        assert!(b.try_acquire(t0 + Duration::from_secs(30)).0.is_some());
+        // Any other state: no effect.
+        assert!(!b.hold_open_at_least(Duration::from_secs(10), t0));
+    }
 
     fn cfg() -> BreakerConfig {
         BreakerConfig {

@@ -77,6 +77,9 @@ pub struct Flags {
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
           value_parser = parse_positive)]
     pub max_connections: usize,
+    /// Address of the OpenAI-compatible gateway (POST /v1/chat/completions, /v1/embeddings; GET /v1/models); off without it
+    #[arg(long = "gateway.listen-address", value_name = "ADDR")]
+    pub gateway_listen: Option<String>,
     /// After SIGTERM, how long in-flight requests may take before connections are dropped
     #[arg(long = "web.shutdown-timeout", value_name = "DURATION", default_value = "5s",
           value_parser = parse_duration)]
@@ -334,12 +337,17 @@ fn check_config(files: &[PathBuf]) -> i32 {
     let mut code = 0;
     for f in files {
         match config::load(f) {
-            Ok(c) => println!(
-                "{}: valid ({} endpoints, {} routes)",
-                f.display(),
-                c.endpoints.len(),
-                c.routes.len()
-            ),
+            Ok(c) => {
+                for w in crate::gateway::warnings(&c) {
+                    eprintln!("{}: warning: {w}", f.display());
+                }
+                println!(
+                    "{}: valid ({} endpoints, {} routes)",
+                    f.display(),
+                    c.endpoints.len(),
+                    c.routes.len()
+                )
+            }
             Err(e) => {
                 eprintln!("{e}");
                 code = 1;
@@ -426,6 +434,10 @@ fn run(flags: Flags) -> i32 {
             return 1;
         }
     };
+    let gateway_addr = match flags.gateway_listen.as_deref().map(parse_listen_address) {
+        Some(Err(e)) => return usage_error(&format!("--gateway.listen-address: {e}")),
+        other => other.and_then(Result::ok),
+    };
     let web = match flags
         .web_config_file
         .as_deref()
@@ -475,8 +487,27 @@ fn run(flags: Flags) -> i32 {
             "listening"
         );
         tokio::spawn(reload_on_sighup(daemon.clone()));
-        let served =
-            crate::http::serve_with(listener, daemon.clone(), options, shutdown_signal()).await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let gateway = match gateway_addr {
+            None => None,
+            Some(a) => match start_gateway(a, &daemon, &options, stop_rx).await {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    eprintln!("{e}");
+                    tracing::error!("gateway not started; not starting");
+                    daemon.stop();
+                    return 1;
+                }
+            },
+        };
+        let shutdown = async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        };
+        let served = crate::http::serve_with(listener, daemon.clone(), options, shutdown).await;
+        if let Some(g) = gateway {
+            let _ = g.await;
+        }
         daemon.stop();
         match served {
             Ok(()) => {
@@ -489,6 +520,38 @@ fn run(flags: Flags) -> i32 {
             }
         }
     })
+}
+
+fn usage_error(message: &str) -> i32 {
+    eprintln!("{message}");
+    1
+}
+
+/// Bind and start the gateway; it stops when `stop` turns true.
+async fn start_gateway(
+    addr: std::net::SocketAddr,
+    daemon: &Arc<Daemon>,
+    options: &ServeOptions,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let gateway = crate::gateway::Gateway::new(daemon.clone()).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (--gateway.listen-address): {e}"))?;
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(address = %local, "gateway listening");
+    let (limits, web) = (options.limits.clone(), options.web.clone());
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = crate::gateway::serve(listener, gateway, limits, web, stopped).await {
+            tracing::error!(error = %e, "gateway listener failed");
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -530,6 +593,7 @@ mod tests {
                 enable_lifecycle: false,
                 web_config_file: None,
                 max_connections: 512,
+                gateway_listen: None,
                 shutdown_timeout: Duration::from_secs(5),
                 log: LogFlags {
                     level: LogLevel::Info,

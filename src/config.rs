@@ -102,6 +102,19 @@ struct RawFile {
     endpoints: Option<Spanned<Vec<RawEndpoint>>>,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    gateway: RawGateway,
+}
+
+/// The `gateway:` section; used only with `--gateway.listen-address`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    client_keys_file: Option<Spanned<PathBuf>>,
+    allow_unauthenticated: Option<bool>,
+    max_request_bytes: Option<Spanned<u64>>,
+    timeout: Option<Spanned<HumanDuration>>,
+    first_byte_timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +261,7 @@ struct RawEndpoint {
     tls: Option<RawTls>,
     proxy_url: Option<Spanned<String>>,
     headers: Option<BTreeMap<String, Spanned<RawHeaderValue>>>,
+    max_in_flight: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,6 +437,27 @@ pub mod bounds {
     pub const MAX_MODEL_BYTES: usize = 256;
     /// A CA bundle; the system's whole store is about 200 KiB.
     pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+    /// Gateway request bodies: 1 KiB holds a short chat; 64 MiB a long
+    /// context; the body is buffered per request in flight.
+    pub const GATEWAY_MAX_REQUEST_BYTES: Bounds<u64> = Bounds {
+        min: 1024,
+        max: 64 * 1024 * 1024,
+    };
+    /// Whole gateway request, all attempts (and a stream) included.
+    pub const GATEWAY_TIMEOUT: Bounds<Duration> = Bounds {
+        min: ms(10),
+        max: ms(HOUR),
+    };
+    /// Response headers (streams: the first chunk) of one attempt.
+    pub const GATEWAY_FIRST_BYTE_TIMEOUT: Bounds<Duration> = Bounds {
+        min: ms(10),
+        max: ms(5 * 60_000),
+    };
+    /// Gateway requests one endpoint carries at once before the next spill over.
+    pub const MAX_IN_FLIGHT: Bounds<u32> = Bounds {
+        min: 1,
+        max: 1_000_000,
+    };
 }
 
 /// A bound as people write it: `100ms`, `5m`, `24h`.
@@ -473,6 +508,8 @@ pub struct EndpointConfig {
     pub enforce: bool,
     /// Failure reasons moved to "ignored" for this endpoint.
     pub ignore: BTreeSet<Reason>,
+    /// Gateway requests carried at once; more spill to the next level. None = no limit.
+    pub max_in_flight: Option<u32>,
 }
 
 impl EndpointConfig {
@@ -509,6 +546,46 @@ pub struct Config {
     pub global: Global,
     pub endpoints: Vec<EndpointConfig>,
     pub routes: Vec<RouteConfig>,
+    pub gateway: GatewayConfig,
+}
+
+/// The `gateway:` section after defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayConfig {
+    /// Keys clients may send as `Authorization: Bearer`, one per line of
+    /// `client_keys_file` (blank and `#` lines skipped); None without a file.
+    pub client_keys: Option<Vec<Secret>>,
+    /// Without a key file the gateway refuses to start unless this is set:
+    /// an open gateway spends the endpoints' tokens for anyone.
+    pub allow_unauthenticated: bool,
+    pub max_request_bytes: u64,
+    pub timeout: Duration,
+    pub first_byte_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            client_keys: None,
+            allow_unauthenticated: false,
+            max_request_bytes: default_gateway_max_request_bytes(),
+            timeout: default_gateway_timeout(),
+            first_byte_timeout: default_gateway_first_byte_timeout(),
+        }
+    }
+}
+
+/// 4 MiB: a long chat context with room to spare.
+pub fn default_gateway_max_request_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+/// 5 min: a long generation, every attempt and the stream included.
+pub fn default_gateway_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+/// 60 s: a non-streamed completion's headers come only when it is generated.
+pub fn default_gateway_first_byte_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 // ---------------------------------------------------------------- errors
@@ -999,7 +1076,61 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
         global: defaults.global,
         endpoints,
         routes,
+        gateway: resolve_gateway(&raw.gateway, errs),
     }
+}
+
+fn resolve_gateway(g: &RawGateway, errs: &mut Errors) -> GatewayConfig {
+    let d = GatewayConfig::default();
+    let client_keys = g.client_keys_file.as_ref().and_then(|f| {
+        read_client_keys(&f.value)
+            .map_err(|e| errs.at(f, "gateway.client_keys_file", e))
+            .ok()
+    });
+    GatewayConfig {
+        client_keys,
+        allow_unauthenticated: g.allow_unauthenticated.unwrap_or(false),
+        max_request_bytes: bounded(
+            errs,
+            &g.max_request_bytes,
+            "gateway.max_request_bytes",
+            bounds::GATEWAY_MAX_REQUEST_BYTES,
+        )
+        .unwrap_or(d.max_request_bytes),
+        timeout: duration(
+            errs,
+            &g.timeout,
+            "gateway.timeout",
+            d.timeout,
+            bounds::GATEWAY_TIMEOUT,
+        ),
+        first_byte_timeout: duration(
+            errs,
+            &g.first_byte_timeout,
+            "gateway.first_byte_timeout",
+            d.first_byte_timeout,
+            bounds::GATEWAY_FIRST_BYTE_TIMEOUT,
+        ),
+    }
+}
+
+/// One key per line, like a token file: regular, small, UTF-8; the message
+/// names the path, never a key.
+fn read_client_keys(path: &Path) -> Result<Vec<Secret>, String> {
+    let bytes =
+        read_regular_file(path, crate::secret::MAX_SECRET_FILE_BYTES).map_err(|e| e.to_string())?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
+    let keys: Vec<Secret> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Secret::new)
+        .collect();
+    if keys.is_empty() {
+        return Err(format!("{}: no keys (one per line)", path.display()));
+    }
+    Ok(keys)
 }
 
 /// No endpoints (an empty file, a file of comments, `endpoints: []`) is
@@ -1128,6 +1259,12 @@ fn resolve_endpoint(
         breaker,
         enforce,
         ignore: e.ignore.iter().copied().collect(),
+        max_in_flight: bounded(
+            errs,
+            &e.max_in_flight,
+            &format!("{p}.max_in_flight"),
+            bounds::MAX_IN_FLIGHT,
+        ),
     })
 }
 
@@ -1628,6 +1765,35 @@ routes:
   - name: assistant
     endpoints: [zephyr-dedicated, zephyr-serverless]
 "#;
+
+    #[test]
+    fn gateway_section_defaults_bounds_and_positions() {
+        let c = parse(EXAMPLE, "x", &env()).unwrap();
+        assert_eq!(c.gateway, GatewayConfig::default());
+        assert_eq!(c.endpoints[0].max_in_flight, None);
+        let yaml = format!(
+            "{EXAMPLE}gateway:\n  timeout: 2h\n  first_byte_timeout: 1ms\n  max_request_bytes: 10\n  client_keys_file: /nonexistent/keys\n"
+        );
+        let errs = errors(&yaml);
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "gateway.timeout",
+                "gateway.first_byte_timeout",
+                "gateway.max_request_bytes",
+                "gateway.client_keys_file"
+            ]
+        );
+        assert!(errs.iter().all(|e| e.line > 30 && e.column > 1), "{errs:?}");
+        let errs = errors(&format!("{EXAMPLE}gateway:\n  keys: x\n"));
+        assert!(errs[0].message.contains("keys"), "{errs:?}");
+        let errs = errors(&EXAMPLE.replace(
+            "    interval: 10s\n",
+            "    interval: 10s\n    max_in_flight: 0\n",
+        ));
+        assert_eq!(errs[0].field, "endpoints[0].max_in_flight");
+    }
 
     #[test]
     fn parses_the_example_with_defaults_and_overrides() {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod gateway;
 pub mod http;
 mod label;
 pub mod logging;

@@ -114,6 +114,11 @@ impl Endpoint {
         State::ALL[self.state_code.load(Ordering::Relaxed) as usize]
     }
 
+    /// Index in the current scheduler, for [`Host::wake`].
+    pub fn slot(&self) -> usize {
+        self.slot.load(Ordering::Relaxed)
+    }
+
     /// Whether routes may send traffic here now.
     pub fn admits_traffic(&self) -> bool {
         !self.enforce.load(Ordering::Relaxed) || self.breaker_state().admits_traffic()
@@ -589,6 +594,7 @@ mod tests {
             },
             enforce: true,
             ignore: Default::default(),
+            max_in_flight: None,
         };
         let m = Metrics::new();
         let em = m.endpoint(&cfg);

@@ -162,6 +162,50 @@ pub const ROUTE_SWITCHES: Family = family(
     &["from", "route", "to"],
 );
 
+// Per route, weighted by gateway requests (only while the gateway runs).
+pub const GATEWAY_REQUESTS: Family = family(
+    "hfbreaker_gateway_requests_total",
+    Counter,
+    "Gateway requests answered, by the endpoint that answered (none: no endpoint could), tier and status.",
+    &["code", "endpoint", "route", "tier"],
+);
+pub const GATEWAY_ATTEMPTS: Family = family(
+    "hfbreaker_gateway_attempts_total",
+    Counter,
+    "Gateway attempts per endpoint, by what the breaker made of them.",
+    &["endpoint", "reason", "result", "route"],
+);
+pub const GATEWAY_FAILOVERS: Family = family(
+    "hfbreaker_gateway_failovers_total",
+    Counter,
+    "Gateway requests retried on a later endpoint after a failed attempt.",
+    &["from", "route", "to"],
+);
+pub const GATEWAY_DURATION: Family = family(
+    "hfbreaker_gateway_request_duration_seconds",
+    Histogram,
+    "Duration of gateway requests, streams to their end.",
+    &["route", "tier"],
+);
+pub const GATEWAY_FIRST_TOKEN: Family = family(
+    "hfbreaker_gateway_time_to_first_token_seconds",
+    Histogram,
+    "Time from a streaming request to its first chunk.",
+    &["route"],
+);
+pub const GATEWAY_IN_FLIGHT: Family = family(
+    "hfbreaker_gateway_in_flight_requests",
+    Gauge,
+    "Gateway requests being answered.",
+    &["route"],
+);
+pub const GATEWAY_CACHE_HITS: Family = family(
+    "hfbreaker_gateway_cache_hits_total",
+    Counter,
+    "Gateway requests answered from the cache.",
+    &["route"],
+);
+
 // The daemon.
 pub const BUILD_INFO: Family = family(
     "hfbreaker_build_info",
@@ -269,6 +313,13 @@ pub const ALL: &[Family] = &[
     ROUTE_ENDPOINT_INFO,
     ROUTE_LEVEL_SECONDS,
     ROUTE_SWITCHES,
+    GATEWAY_REQUESTS,
+    GATEWAY_ATTEMPTS,
+    GATEWAY_FAILOVERS,
+    GATEWAY_DURATION,
+    GATEWAY_FIRST_TOKEN,
+    GATEWAY_IN_FLIGHT,
+    GATEWAY_CACHE_HITS,
     BUILD_INFO,
     CONFIG_RELOAD_SUCCESSFUL,
     CONFIG_RELOAD_TIMESTAMP,

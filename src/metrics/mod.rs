@@ -8,6 +8,7 @@
 //! per scrape.
 
 pub mod families;
+pub mod gateway;
 mod process;
 pub mod text;
 
@@ -44,6 +45,8 @@ label_enum! {
         Probe = "probe",
         /// Saving breaker state to `--storage.path`.
         Storage = "storage",
+        /// Sending a gateway request upstream.
+        Gateway = "gateway",
     }
 }
 
@@ -155,6 +158,7 @@ pub struct Metrics {
     local_errors: [AtomicU64; LocalOperation::ALL.len()],
     endpoints: RwLock<BTreeMap<String, Arc<EndpointSeries>>>,
     routes: RwLock<BTreeMap<String, Arc<RouteSeries>>>,
+    gateway: gateway::Registry,
 }
 
 impl Metrics {
@@ -166,6 +170,7 @@ impl Metrics {
             local_errors: Default::default(),
             endpoints: RwLock::new(BTreeMap::new()),
             routes: RwLock::new(BTreeMap::new()),
+            gateway: Default::default(),
         }
     }
 
@@ -310,6 +315,7 @@ impl Metrics {
         let mut w = TextWriter::with_capacity(8192 + eps.len() * 4400 + routes.len() * 600);
         write_endpoints(&mut w, &eps);
         write_routes(&mut w, &routes);
+        gateway::write(&mut w, &self.gateway_series());
         self.write_daemon(&mut w);
         process::write(&mut w);
         w.finish().into_bytes()
@@ -798,6 +804,7 @@ hfbreaker_config_last_reload_success_timestamp_seconds 1700000001
 hfbreaker_local_errors_total{operation="accept"} 0
 hfbreaker_local_errors_total{operation="probe"} 1
 hfbreaker_local_errors_total{operation="storage"} 0
+hfbreaker_local_errors_total{operation="gateway"} 0
 # HELP hfbreaker_scheduler_lateness_seconds How late scheduled probes started against their due time.
 # TYPE hfbreaker_scheduler_lateness_seconds histogram
 hfbreaker_scheduler_lateness_seconds_bucket{le="0.001"} 0

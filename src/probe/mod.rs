@@ -136,6 +136,26 @@ impl Prepared {
         &self.url
     }
 
+    /// The headers every request to this endpoint carries (token, extra
+    /// headers, user agent), for the gateway; values are marked sensitive.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The client for this endpoint's TLS and proxy options, else `shared`.
+    pub fn http_client<'a>(
+        &'a self,
+        shared: &'a reqwest::Client,
+    ) -> Result<&'a reqwest::Client, LocalError> {
+        match &self.client {
+            None => Ok(shared),
+            Some(Ok(c)) => Ok(c),
+            Some(Err(e)) => Err(LocalError {
+                detail: format!("no HTTP client for this endpoint: {e}"),
+            }),
+        }
+    }
+
     /// Send the probe through the endpoint's own client if it has one, else
     /// through `shared`. Never panics and never outlives the timeout. An
     /// error is this process's own failure (no file descriptors, no
@@ -270,6 +290,17 @@ fn transport_failure(e: &reqwest::Error, code: Option<u16>) -> Result<Exchange, 
         });
     }
     Ok((Err(transport_reason(e)), code, None, error_chain(e)))
+}
+
+/// A transport error of any request to an endpoint (the gateway's too): the
+/// reason counted against it, or Err when it is this process's own failure.
+pub fn transport_verdict(e: &reqwest::Error) -> Result<Reason, LocalError> {
+    match local_cause(e) {
+        Some(io) => Err(LocalError {
+            detail: format!("{}: {io}", error_chain(e)),
+        }),
+        None => Ok(transport_reason(e)),
+    }
 }
 
 fn transport_reason(e: &reqwest::Error) -> Reason {
