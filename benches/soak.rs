@@ -15,8 +15,10 @@ use testkit::procfs::rss_bytes;
 
 const N: usize = 10_000;
 const SERVERS: usize = 50;
-const WARM_UP: Duration = Duration::from_secs(60);
-const SETTLE: Duration = Duration::from_secs(30);
+const WARM_UP: Duration = Duration::from_secs(120);
+/// Longer than the probe client's pool idle timeout (90 s), so that the
+/// extra connections the storm opened are closed again before measuring.
+const SETTLE: Duration = Duration::from_secs(120);
 
 fn scenario() -> String {
     let mut y = String::from("endpoints:\n");
