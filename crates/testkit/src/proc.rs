@@ -123,6 +123,26 @@ impl Proc {
         wait_line(&self.stderr, "stderr", needle, limit)
     }
 
+    /// The address of a listener the log announced: the `address=` field
+    /// after `needle` on the first stderr line containing it (the daemon's gateway:
+    /// `msg="gateway listening"`, see [`Proc::gateway_base`]).
+    pub fn log_address(&self, needle: &str, limit: Duration) -> SocketAddr {
+        let line = self.wait_stderr(needle, limit);
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix("address="))
+            .and_then(|a| a.trim_matches('"').parse().ok())
+            .unwrap_or_else(|| panic!("no address= after {needle:?} in {line:?}"))
+    }
+
+    /// `http://<gateway address>` of a daemon started with
+    /// `--gateway.listen-address` (from its log, so any port works).
+    pub fn gateway_base(&self, limit: Duration) -> String {
+        format!(
+            "http://{}",
+            self.log_address("msg=\"gateway listening\"", limit)
+        )
+    }
+
     /// Send a signal by name (`HUP`, `TERM`, `INT`) with kill(1).
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
