@@ -190,6 +190,34 @@ def overview():
     ], "percentunit", description="Time share each route spent on a fallback or exhausted.",
         defaults={"min": 0, "max": 1})
 
+    d.row("Gateway")
+    d.panel("timeseries", "Gateway requests by tier", [
+        (f"sum by (route, tier) (rate(hfbreaker_gateway_requests_total{{{SEL}}}[$__rate_interval]))", "{{route}} {{tier}}"),
+    ], "reqps", w=8, description="Requests per second answered by the gateway, by the tier that answered (exhausted: nobody could).",
+        defaults={"custom": {"fillOpacity": 30, "stacking": {"mode": "normal", "group": "A"}}, "min": 0})
+    d.panel("timeseries", "Failovers and 503s", [
+        (f"sum by (route, from, to) (rate(hfbreaker_gateway_failovers_total{{{SEL}}}[$__rate_interval]))", "{{route}} {{from}} → {{to}}"),
+        (f'sum by (route) (rate(hfbreaker_gateway_requests_total{{{SEL},tier="exhausted",code="503"}}[$__rate_interval]))', "{{route}} 503 exhausted"),
+    ], "reqps", w=8, description="Requests retried on a later endpoint after a failed attempt, and requests answered 503 because no endpoint of the route admitted traffic.",
+        defaults={"min": 0})
+    d.panel("timeseries", "Fallback ratio (share of requests not on the primary)", [
+        (f'sum by (route) (rate(hfbreaker_gateway_requests_total{{{SEL},tier!="primary"}}[$__rate_interval]))\n  /\nsum by (route) (rate(hfbreaker_gateway_requests_total{{{SEL}}}[$__rate_interval]))', "{{route}}"),
+    ], "percentunit", w=8, description="Request-weighted: share of gateway requests answered by a fallback or exhausted.",
+        defaults={"min": 0, "max": 1})
+    d.panel("timeseries", "Time to first token", [
+        (f"histogram_quantile(0.5, sum by (route, le) (rate(hfbreaker_gateway_time_to_first_token_seconds_bucket{{{SEL}}}[$__rate_interval])))", "{{route}} p50"),
+        (f"histogram_quantile(0.99, sum by (route, le) (rate(hfbreaker_gateway_time_to_first_token_seconds_bucket{{{SEL}}}[$__rate_interval])))", "{{route}} p99"),
+    ], "s", w=8, description="From a streaming request to its first chunk, failovers included.",
+        defaults={"min": 0})
+    d.panel("timeseries", "Error ratio (5xx answers)", [
+        (f'sum by (route) (rate(hfbreaker_gateway_requests_total{{{SEL},code=~"5.."}}[$__rate_interval]))\n  /\nsum by (route) (rate(hfbreaker_gateway_requests_total{{{SEL}}}[$__rate_interval]))', "{{route}}"),
+    ], "percentunit", w=8, description="Share of gateway requests answered with a server error, as clients see them; the burn-rate alerts compare it with the availability objective.",
+        defaults={"min": 0, "max": 1})
+    d.panel("timeseries", "Cache hits", [
+        (f"sum by (route) (rate(hfbreaker_gateway_cache_hits_total{{{SEL}}}[$__rate_interval]))", "{{route}}"),
+    ], "reqps", w=8, description="Gateway requests answered from the cache.",
+        defaults={"min": 0})
+
     d.row("Probes")
     d.panel("timeseries", "Probe success ratio", [
         (f'sum by (endpoint) (rate(hfbreaker_probes_total{{{SEL},result="success"}}[$__rate_interval]))\n  /\nsum by (endpoint) (rate(hfbreaker_probes_total{{{SEL},result=~"success|failure"}}[$__rate_interval]))', "{{endpoint}}"),

@@ -1,5 +1,6 @@
 //! `hfbreaker demo`: a simulated HF deployment, the daemon probing it, a
-//! scripted incident on a loop, and a live terminal view.
+//! scripted incident on a loop, the gateway carrying a small steady load
+//! through it, and a live terminal view.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -18,6 +19,18 @@ pub const SCENARIO: &str = include_str!("../examples/demo/scenario.yml");
 pub const CONFIG: &str = include_str!("../examples/demo/hfbreaker.yml");
 /// Where the shipped demo config expects the simulator.
 const CONFIG_SIM_ADDR: &str = "127.0.0.1:8080";
+/// The demo's gateway: open, because it listens on loopback only and its
+/// endpoints are simulated (no token is spent), so that `curl` works as is.
+/// Short timeouts so that requests to a hanging endpoint fail over quickly.
+const GATEWAY_CONFIG: &str = "
+gateway:
+  allow_unauthenticated: true
+  first_byte_timeout: 2s
+  timeout: 10s
+";
+/// The demo's load through the gateway: a request every tick (100 ms); a
+/// chat every 2 ticks (5/s, every other one streamed), embeddings every 5 (2/s).
+const LOAD_TICK: Duration = Duration::from_millis(100);
 
 /// Operator actions the demo plays on top of the simulated incident, so that
 /// the forced states appear too: (second of the cycle, endpoint, action, note).
@@ -58,6 +71,8 @@ pub enum DemoError {
     Sim(std::io::Error),
     #[error("cannot listen on {0}: {1}")]
     Listen(String, std::io::Error),
+    #[error("cannot start the gateway: {0}")]
+    Gateway(#[from] crate::gateway::StartError),
 }
 
 /// Run until Ctrl-C or SIGTERM.
@@ -71,7 +86,7 @@ pub async fn run(listen: std::net::SocketAddr) -> Result<(), DemoError> {
         )
         .await
         .map_err(DemoError::Sim)?;
-    let yaml = CONFIG.replace(CONFIG_SIM_ADDR, &sim.addr().to_string());
+    let yaml = CONFIG.replace(CONFIG_SIM_ADDR, &sim.addr().to_string()) + GATEWAY_CONFIG;
     let cfg = config::parse(&yaml, "examples/demo/hfbreaker.yml", &config::ProcessEnv)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -86,6 +101,11 @@ pub async fn run(listen: std::net::SocketAddr) -> Result<(), DemoError> {
     println!(
         "hfbreaker demo: serving on http://{addr}  (/metrics, /api/v1/breakers, /api/v1/routes, /)"
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let gateway = start_gateway(&daemon, stop_rx.clone()).await?;
+    println!(
+        "gateway (OpenAI-compatible, loopback only, no key) on http://{gateway}/v1  (models: assistant, embeddings; 5 chats/s and 2 embeddings/s of demo traffic)"
+    );
     println!(
         "simulated Hugging Face deployment on http://{}  (control API: /_sim/endpoints)",
         sim.addr()
@@ -96,7 +116,6 @@ pub async fn run(listen: std::net::SocketAddr) -> Result<(), DemoError> {
     );
     let _ = std::io::stdout().flush();
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(crate::http::serve(listener, daemon.clone(), {
         let mut rx = stop_rx.clone();
         async move {
@@ -104,6 +123,7 @@ pub async fn run(listen: std::net::SocketAddr) -> Result<(), DemoError> {
         }
     }));
     let operator = tokio::spawn(play_operator(daemon.clone(), scenario.cycle(), notes_tx));
+    let load = tokio::spawn(drive_load(gateway));
 
     let tty = std::io::stdout().is_terminal();
     let mut view = View::new(tty, addr.to_string(), started);
@@ -118,12 +138,78 @@ pub async fn run(listen: std::net::SocketAddr) -> Result<(), DemoError> {
         }
     }
     operator.abort();
+    load.abort();
     daemon.stop();
     let _ = stop_tx.send(true);
     let _ = server.await;
     sim.shutdown().await;
     println!("hfbreaker demo: stopped");
     Ok(())
+}
+
+/// Serve the gateway on an ephemeral loopback port until `stop` turns true.
+async fn start_gateway(
+    daemon: &Arc<Daemon>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<std::net::SocketAddr, DemoError> {
+    let gateway = crate::gateway::Gateway::new(daemon.clone())?;
+    let at = "127.0.0.1:0";
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|e| DemoError::Listen(at.to_string(), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| DemoError::Listen(at.to_string(), e))?;
+    tokio::spawn(crate::gateway::serve(
+        listener,
+        gateway,
+        Default::default(),
+        None,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ));
+    Ok(addr)
+}
+
+/// The steady load: chats to `assistant` (streamed or not) and embeddings,
+/// each request on its own task so that a slow answer does not hold the
+/// pace. Answers are read to the end and dropped; nothing is printed.
+async fn drive_load(gateway: std::net::SocketAddr) {
+    // Straight to loopback, whatever proxy the environment names.
+    let Ok(client) = reqwest::Client::builder().no_proxy().build() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(LOAD_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u64.. {
+        tick.tick().await;
+        let (path, body) = match n % 10 {
+            0 | 4 => (
+                "embeddings",
+                serde_json::json!({"model": "embeddings", "input": "hello"}),
+            ),
+            k if k % 2 == 1 => (
+                "chat/completions",
+                serde_json::json!({
+                    "model": "assistant",
+                    "messages": [{"role": "user", "content": "Hello!"}],
+                    "max_tokens": 16,
+                    "stream": k % 4 == 1,
+                }),
+            ),
+            _ => continue,
+        };
+        let req = client
+            .post(format!("http://{gateway}/v1/{path}"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        tokio::spawn(async move {
+            if let Ok(r) = req.send().await {
+                let _ = r.bytes().await;
+            }
+        });
+    }
 }
 
 async fn play_operator(daemon: Arc<Daemon>, cycle: Duration, notes: mpsc::UnboundedSender<String>) {

@@ -294,6 +294,8 @@ fn rules_and_dashboards_use_only_exported_metrics() {
         hfbreaker::breaker::State::Open,
     );
     routes.update(now, |_| false, &m);
+    // the gateway's series, present while it runs (failovers need a second endpoint)
+    m.gateway_route("r", &["a".to_string(), "b".to_string()]);
     let exported: BTreeSet<String> = String::from_utf8(m.render())
         .unwrap()
         .lines()

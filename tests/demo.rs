@@ -1,5 +1,6 @@
 //! `hfbreaker demo` as a user runs it: within a minute every breaker state
-//! and every route tier shows up on /metrics, and Ctrl-C stops it cleanly.
+//! and every route tier shows up on /metrics, the demo's gateway traffic
+//! is answered from every tier too, and Ctrl-C stops it cleanly.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,7 +47,13 @@ fn demo_shows_every_state_and_tier_within_a_minute() {
                 || s.get("hfbreaker_circuit_transitions_total", &[("to", st)])
                     .is_some()
         });
-        if all_tiers && all_states {
+        // The demo's own load through its gateway: served by the primaries,
+        // failed over to the fallbacks, and answered 503 while exhausted.
+        let gateway_tiers = tiers.iter().all(|t| {
+            s.series("hfbreaker_gateway_requests_total", &[("tier", t)])
+                .any(|x| x.value != 0.0)
+        });
+        if all_tiers && all_states && gateway_tiers {
             break s;
         }
         assert!(
@@ -104,6 +111,14 @@ fn demo_shows_every_state_and_tier_within_a_minute() {
         "plain line output when not a TTY:\n{o}"
     );
     assert!(o.contains("hfbreaker demo: stopped"));
+    assert!(
+        o.contains("gateway (OpenAI-compatible, loopback only, no key) on http://127.0.0.1:"),
+        "the gateway's URL is printed:\n{o}"
+    );
+    assert!(
+        o.lines().count() < 200,
+        "one line per event, not per request:\n{o}"
+    );
 }
 
 /// On a terminal the demo redraws a table in place (run under `script`, which gives it a pty).

@@ -3,9 +3,10 @@
 //! scrapes it every second and evaluates the shipped rules, Alertmanager
 //! routes with the shipped example config to a webhook run here.
 //!
-//! The primary and the fallback of a route go down: the critical page
-//! arrives; they come back: the resolution arrives. Every PromQL expression
-//! of the rules and dashboards is then evaluated by that Prometheus.
+//! The primary and the fallback of a route go down, under a steady load of
+//! gateway requests: the critical page arrives; they come back: the
+//! resolution arrives. Every PromQL expression of the rules and dashboards is
+//! then evaluated by that Prometheus.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -61,6 +62,42 @@ async fn example_alertmanager(bin: &std::path::Path, hook: &Webhook) -> Proc {
         "alertmanager ready"
     );
     am
+}
+
+/// The gateway in process, and a steady load through it: 10 chats a second to
+/// `assistant`, every other one streamed.
+async fn gateway_load(d: &TestDaemon) -> tokio::task::JoinHandle<()> {
+    let gateway = hfbreaker::gateway::Gateway::new(d.daemon.clone()).expect("gateway starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    tokio::spawn(hfbreaker::gateway::serve(
+        listener,
+        gateway,
+        Default::default(),
+        None,
+        std::future::pending(),
+    ));
+    tokio::spawn(async move {
+        let c = client();
+        for n in 0u64.. {
+            let body = serde_json::json!({
+                "model": "assistant",
+                "messages": [{"role": "user", "content": "Hello!"}],
+                "max_tokens": 8,
+                "stream": n % 2 == 0,
+            });
+            let req = c
+                .post(format!("http://{gw}/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            tokio::spawn(async move {
+                if let Ok(r) = req.send().await {
+                    let _ = r.bytes().await;
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
 }
 
 /// Grafana's variables, as a user with everything selected would have them.
@@ -126,6 +163,9 @@ endpoints:
 routes:
   - name: assistant
     endpoints: [primary, fallback]
+gateway:
+  allow_unauthenticated: true
+  first_byte_timeout: 1s
 ",
         p = sim.url("primary"),
         f = sim.url("fallback"),
@@ -134,6 +174,7 @@ routes:
         s = sim.url("status"),
     );
     let d = TestDaemon::start(&yaml).await;
+    let load = gateway_load(&d).await;
     let hook = Webhook::start().await.unwrap();
 
     let am = example_alertmanager(&am_bin, &hook).await;
@@ -392,6 +433,7 @@ scrape_configs:
         "keep_firing_for holds the alert through half-open trials"
     );
 
+    load.abort();
     drop(prom);
     drop(am);
     d.shutdown().await;
@@ -437,6 +479,9 @@ scrape_configs:
     assert!(wait_http_ok(&format!("{}/-/ready", prom.base()), Duration::from_secs(30)).await);
 
     // One 60 s cycle, and the 30 s keep_firing_for after the incident.
+    // The demo's gateway traffic gets 503s while the embeddings route is
+    // exhausted: the fast burn-rate page fires too (inhibited while the
+    // exhausted route pages).
     let resolved = hook
         .wait_for(
             "HfBreakerRouteExhausted",
@@ -446,7 +491,27 @@ scrape_configs:
         )
         .await
         .expect("the demo's exhausted route resolves within its cycle");
+    let burning = query(
+        &prom.base(),
+        r#"ALERTS{alertname="HfBreakerGatewayErrorBudgetBurnFast",route="embeddings",alertstate="firing"}"#,
+    )
+    .await
+    .unwrap_or_default();
+    let fallback = query(
+        &prom.base(),
+        r#"hfbreaker:gateway_fallback_ratio:rate5m{route="assistant"} > 0"#,
+    )
+    .await
+    .unwrap_or_default();
     drop(demo);
+    assert!(
+        !burning.is_empty(),
+        "the demo's 503s burn the embeddings route's error budget"
+    );
+    assert!(
+        !fallback.is_empty(),
+        "the demo's chats fail over: the request-weighted fallback ratio moves"
+    );
     let notes = hook.received.lock().unwrap().clone();
     let critical_firing: Vec<(String, String)> = notes
         .iter()
@@ -471,7 +536,8 @@ scrape_configs:
     assert!(
         critical_firing
             .iter()
-            .all(|(a, _)| a == "HfBreakerRouteExhausted"),
+            .all(|(a, _)| a == "HfBreakerRouteExhausted"
+                || a == "HfBreakerGatewayErrorBudgetBurnFast"),
         "nothing else pages: {critical_firing:?}"
     );
     assert!(
