@@ -70,6 +70,18 @@ impl Proc {
         })
     }
 
+    /// Any program (a proxy, an upstream) as a guarded child serving at
+    /// `addr`, its scratch folder `dir` kept as long as it runs.
+    pub fn external(
+        cmd: &mut Command,
+        dir: Option<tempfile::TempDir>,
+        addr: SocketAddr,
+    ) -> std::io::Result<Proc> {
+        let mut p = Proc::spawn(cmd, dir, None)?;
+        p.set_addr(addr);
+        Ok(p)
+    }
+
     pub(crate) fn set_addr(&mut self, addr: SocketAddr) {
         self.addr = addr;
     }
@@ -168,7 +180,7 @@ impl Proc {
     }
 
     /// Whether it has exited (without waiting).
-    pub(crate) fn exited(&mut self) -> bool {
+    pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 }
