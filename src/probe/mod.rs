@@ -194,13 +194,26 @@ impl Prepared {
     }
 
     async fn exchange(&self, client: &reqwest::Client) -> Result<Exchange, LocalError> {
-        let mut req = client
+        // The request RequestBuilder would send (credentials in the URL
+        // become basic auth, the configured headers replace it), but the
+        // headers are moved in whole rather than merged one by one into an
+        // empty map.
+        let mut req = match client
             .request(self.method.clone(), self.url.clone())
-            .headers(self.headers.clone());
-        if let Some(b) = &self.body {
-            req = req.body(b.clone());
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return transport_failure(&e, None),
+        };
+        if req.headers().is_empty() {
+            *req.headers_mut() = self.headers.clone();
+        } else {
+            req.headers_mut().extend(self.headers.clone());
         }
-        let resp = match req.send().await {
+        if let Some(b) = &self.body {
+            *req.body_mut() = Some(b.clone().into());
+        }
+        let resp = match client.execute(req).await {
             Ok(r) => r,
             Err(e) => return transport_failure(&e, None),
         };
@@ -235,19 +248,29 @@ impl Prepared {
                 Check::EndpointStatus => status::check(body),
             };
             let detail = match &checked {
-                Ok(()) => format!("HTTP {status}"),
+                Ok(()) => http_detail(status),
                 Err(e) => e.detail.clone(),
             };
             return (checked.map_err(|e| e.reason), Some(status), None, detail);
         }
         let (reason, estimate) = classify_status(status, body);
-        (
-            Err(reason),
-            Some(status),
-            estimate,
-            format!("HTTP {status}"),
-        )
+        (Err(reason), Some(status), estimate, http_detail(status))
     }
+}
+
+/// `HTTP 200`: the log line of a success, without the formatting machinery
+/// (it is built on every probe).
+fn http_detail(status: u16) -> String {
+    let mut s = String::with_capacity(8);
+    s.push_str("HTTP ");
+    if (100..1000).contains(&status) {
+        for d in [status / 100, status / 10 % 10, status % 10] {
+            s.push(char::from(b'0' + d as u8));
+        }
+    } else {
+        s.push_str(&status.to_string());
+    }
+    s
 }
 
 /// What one exchange told: the result, the status, the loading estimate
@@ -440,6 +463,78 @@ fn server_name_url(url: &mut Url, name: &str) -> Option<upstream::ConnectTo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The request head one probe of `url` sends, with `headers` configured.
+    async fn head_sent(url: &str, headers: Vec<(String, crate::secret::Secret)>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                n += s.read(&mut buf[n..]).await.unwrap();
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_lowercase()
+        });
+        let cfg = EndpointConfig {
+            name: "e".into(),
+            kind: crate::config::Kind::Http,
+            url: Url::parse(&url.replace("PORT", &port.to_string())).unwrap(),
+            probe: ProbeKind::Get,
+            model: None,
+            namespace: None,
+            endpoint_name: None,
+            token: None,
+            token_source: None,
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+            confirm_interval: Duration::from_secs(2),
+            max_body_bytes: 1024,
+            request: crate::config::RequestOptions {
+                headers,
+                ..Default::default()
+            },
+            breaker: Default::default(),
+            enforce: true,
+            ignore: Default::default(),
+        };
+        let report = Prepared::new(&cfg).run(&client()).await.unwrap();
+        assert_eq!(report.verdict, Verdict::Success);
+        assert_eq!(report.detail, "HTTP 200");
+        server.await.unwrap()
+    }
+
+    /// As RequestBuilder does: credentials in the URL are sent as basic
+    /// auth (and not in the request line); a configured header replaces it.
+    #[tokio::test]
+    async fn url_credentials_and_configured_headers_are_sent_as_before() {
+        let head = head_sent("http://u:p%40ss@127.0.0.1:PORT/x", Vec::new()).await;
+        assert!(head.starts_with("get /x http/1.1\r\n"), "{head}");
+        // base64("u:p@ss")
+        assert!(head.contains("authorization: basic dtpwqhnz\r\n"), "{head}");
+        assert!(head.contains("user-agent: hfbreaker/"), "{head}");
+        let mine = vec![(
+            "Authorization".to_string(),
+            crate::secret::Secret::new("Bearer abc"),
+        )];
+        let head = head_sent("http://u:p@127.0.0.1:PORT/x", mine).await;
+        assert!(head.contains("authorization: bearer abc\r\n"), "{head}");
+        assert_eq!(head.matches("authorization:").count(), 1, "{head}");
+        let head = head_sent("http://127.0.0.1:PORT/x", Vec::new()).await;
+        assert!(!head.contains("authorization:"), "{head}");
+    }
+
+    #[test]
+    fn http_detail_is_the_formatted_status() {
+        for status in [0, 7, 99, 100, 200, 204, 299, 503, 999, 1000, u16::MAX] {
+            assert_eq!(http_detail(status), format!("HTTP {status}"));
+        }
+    }
 
     #[test]
     fn join_handles_slashes() {

@@ -32,11 +32,20 @@ static CLIENTS: LazyLock<Mutex<HashMap<Key, reqwest::Client>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Settings every probe client has: no cookies, a few redirects, a warm pool.
+///
+/// The idle pool per host has no cap. Every endpoint on one host (the
+/// serverless router, a gateway, the benches' single target) shares that
+/// host's pool, so a cap below the probes in flight at a peak closed the
+/// surplus connections as they came back and reopened them at the next
+/// peak: with 32, a third of the probes at 2,000/s paid a TCP connect and
+/// close (docs/performance.md, "Probe cost"). Uncapped, the pool holds at
+/// most the peak of probes in flight to the host, which the scheduler
+/// bounds, and the idle timeout closes what a peak left.
 pub(super) fn base_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(5))
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(32)
+        .pool_max_idle_per_host(usize::MAX)
         .tcp_nodelay(true)
 }
 

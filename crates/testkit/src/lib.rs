@@ -5,7 +5,7 @@
 //!   its output captured), made by the starters:
 //!   [`Binary::daemon`], [`Binary::simulate`], [`Binary::demo`] (the real
 //!   hfbreaker binary; get one with [`binary!`]), [`start_prometheus`],
-//!   [`start_alertmanager`], [`start_blackbox`].
+//!   [`start_alertmanager`], [`start_blackbox`], [`start_nginx`].
 //! - [`TestDaemon`] and [`sim`]: the daemon and the simulator in this process,
 //!   for tests that drive them directly.
 //! - [`Scrape`]: the one parser of the `/metrics` text.
@@ -18,6 +18,7 @@ pub mod bench;
 mod binary;
 mod inproc;
 mod monitoring;
+mod nginx;
 mod proc;
 pub mod procfs;
 mod scrape;
@@ -29,6 +30,7 @@ pub use monitoring::{
     Notification, Webhook, query, start_alertmanager, start_blackbox, start_prometheus,
     wait_http_ok,
 };
+pub use nginx::start_nginx;
 pub use proc::Proc;
 pub use scrape::{STATES, Sample, Scrape};
 pub use tools::{find_tool, free_port, promtool_check_metrics, require_tool, rust_files};
