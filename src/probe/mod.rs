@@ -495,6 +495,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             confirm_interval: Duration::from_secs(2),
             max_body_bytes: 1024,
+            max_in_flight: None,
             request: crate::config::RequestOptions {
                 headers,
                 ..Default::default()
