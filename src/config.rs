@@ -521,17 +521,6 @@ impl EndpointConfig {
             _ => String::new(),
         }
     }
-
-    /// Equal in all that shapes probing and the breaker; a token change alone
-    /// keeps the breaker state across a reload.
-    pub fn same_probe_and_breaker(&self, other: &EndpointConfig) -> bool {
-        let strip = |c: &EndpointConfig| EndpointConfig {
-            token: None,
-            token_source: None,
-            ..c.clone()
-        };
-        strip(self) == strip(other)
-    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -2059,15 +2048,5 @@ routes:
             "t.yml:28:23: routes[1].endpoints[2]: unknown endpoint \"A\"",
         ];
         assert_eq!(err, want.join("\n"));
-    }
-
-    #[test]
-    fn same_probe_and_breaker_ignores_token() {
-        let a = parse(EXAMPLE, "x", &env()).unwrap();
-        let other_env = HashMap::from([("HF_TOKEN".to_string(), "hf_rotated".to_string())]);
-        let b = parse(EXAMPLE, "x", &other_env).unwrap();
-        assert_ne!(a.endpoints[0], b.endpoints[0]);
-        assert!(a.endpoints[0].same_probe_and_breaker(&b.endpoints[0]));
-        assert!(!a.endpoints[0].same_probe_and_breaker(&a.endpoints[1]));
     }
 }
