@@ -54,15 +54,7 @@ fn official_clients_accept_the_simulator() {
         out.status.success(),
         "client fidelity tests failed:\n{text}"
     );
-    let summary = text
-        .lines()
-        .rev()
-        .find(|l| l.contains(" passed"))
-        .unwrap_or_default();
-    let passed: u32 = summary
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap_or(0);
+    let (passed, summary) = testkit::pytest_passed(&text);
     assert!(
         passed >= 50,
         "expected every client test to run, got: {summary}"

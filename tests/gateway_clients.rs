@@ -116,15 +116,7 @@ fn real_clients_through_the_gateway() {
         "gateway client tests failed:\n{text}\n--- daemon log ---\n{}",
         daemon.stderr()
     );
-    let summary = text
-        .lines()
-        .rev()
-        .find(|l| l.contains(" passed"))
-        .unwrap_or_default();
-    let passed: u32 = summary
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap_or(0);
+    let (passed, summary) = testkit::pytest_passed(&text);
     assert!(
         passed >= 10 && !summary.contains("skipped"),
         "expected every gateway client test to run, got: {summary}"

@@ -33,7 +33,9 @@ pub use monitoring::{
 pub use nginx::start_nginx;
 pub use proc::Proc;
 pub use scrape::{STATES, Sample, Scrape};
-pub use tools::{find_tool, free_port, promtool_check_metrics, require_tool, rust_files};
+pub use tools::{
+    find_tool, free_port, promtool_check_metrics, pytest_passed, require_tool, rust_files,
+};
 
 /// The hfbreaker binary built for the calling integration test or bench.
 /// `CARGO_BIN_EXE_hfbreaker` exists only while compiling those, so this is

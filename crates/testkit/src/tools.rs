@@ -84,3 +84,19 @@ pub fn rust_files(dir: &std::path::Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// pytest's closing summary line in `output` and the number it says passed
+/// (0 when there is none), so a harness can insist that every test ran.
+pub fn pytest_passed(output: &str) -> (u32, String) {
+    let summary = output
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed"))
+        .unwrap_or_default()
+        .to_string();
+    let passed = summary
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or(0);
+    (passed, summary)
+}
