@@ -265,8 +265,12 @@ fn demo(flags: DemoFlags) -> i32 {
             return 1;
         }
     };
+    crate::memory::tune_allocator();
     let Some(rt) = runtime() else { return 1 };
-    match rt.block_on(crate::demo::run(addr)) {
+    match rt.block_on(async move {
+        tokio::spawn(crate::memory::trim_periodically());
+        crate::demo::run(addr).await
+    }) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("hfbreaker demo: {e}");
@@ -452,6 +456,7 @@ fn run(flags: Flags) -> i32 {
         }
     };
     let options = serve_options(&flags, web);
+    crate::memory::tune_allocator();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -487,6 +492,7 @@ fn run(flags: Flags) -> i32 {
             "listening"
         );
         tokio::spawn(reload_on_sighup(daemon.clone()));
+        tokio::spawn(crate::memory::trim_periodically());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let gateway = match gateway_addr {
             None => None,

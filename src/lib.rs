@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod http;
 mod label;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod probe;
 pub mod route;
