@@ -536,10 +536,10 @@ pub fn with_headers(mut r: Response, route: &RouteEntry, hop: &Hop, tier: Tier) 
     r
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare from these servers).
+/// `Retry-After`, seconds or an HTTP-date, read as probes read it.
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    crate::classify::retry_after(v, std::time::SystemTime::now())
 }
 
 fn looks_like_json_object(b: &[u8]) -> bool {
