@@ -193,7 +193,7 @@ def overview():
     d.row("Gateway")
     d.panel("timeseries", "Gateway requests by tier", [
         (f"sum by (route, tier) (rate(hfbreaker_gateway_requests_total{{{SEL}}}[$__rate_interval]))", "{{route}} {{tier}}"),
-    ], "reqps", w=8, description="Requests per second answered by the gateway, by the tier that answered (exhausted: nobody could).",
+    ], "reqps", w=8, description="Requests per second answered by the gateway, by the tier that answered (cache: an earlier answer, when no endpoint could; exhausted: nobody could).",
         defaults={"custom": {"fillOpacity": 30, "stacking": {"mode": "normal", "group": "A"}}, "min": 0})
     d.panel("timeseries", "Failovers and 503s", [
         (f"sum by (route, from, to) (rate(hfbreaker_gateway_failovers_total{{{SEL}}}[$__rate_interval]))", "{{route}} {{from}} → {{to}}"),
@@ -202,7 +202,7 @@ def overview():
         defaults={"min": 0})
     d.panel("timeseries", "Fallback ratio (share of requests not on the primary)", [
         (f'sum by (route) (rate(hfbreaker_gateway_requests_total{{{SEL},tier!="primary"}}[$__rate_interval]))\n  /\nsum by (route) (rate(hfbreaker_gateway_requests_total{{{SEL}}}[$__rate_interval]))', "{{route}}"),
-    ], "percentunit", w=8, description="Request-weighted: share of gateway requests answered by a fallback or exhausted.",
+    ], "percentunit", w=8, description="Request-weighted: share of gateway requests answered by a fallback, from the cache or not at all (exhausted).",
         defaults={"min": 0, "max": 1})
     d.panel("timeseries", "Time to first token", [
         (f"histogram_quantile(0.5, sum by (route, le) (rate(hfbreaker_gateway_time_to_first_token_seconds_bucket{{{SEL}}}[$__rate_interval])))", "{{route}} p50"),
@@ -215,7 +215,7 @@ def overview():
         defaults={"min": 0, "max": 1})
     d.panel("timeseries", "Cache hits", [
         (f"sum by (route) (rate(hfbreaker_gateway_cache_hits_total{{{SEL}}}[$__rate_interval]))", "{{route}}"),
-    ], "reqps", w=8, description="Gateway requests answered from the cache.",
+    ], "reqps", w=8, description="Gateway requests answered from the route's cache (routes[].cache) because no endpoint of the chain could answer.",
         defaults={"min": 0})
 
     d.row("Probes")

@@ -117,9 +117,50 @@ fn loading_estimate(body: &[u8]) -> Option<Option<f64>> {
     (says_loading || estimate.is_some()).then_some(estimate)
 }
 
+/// The wait a `Retry-After` value asks for (RFC 9110 §10.2.3), read the
+/// same for probes and gateway requests: delay-seconds, or an HTTP-date
+/// taken as the time left until it from `now` (a past date: no wait).
+/// None when the value is neither. Callers take it from 429 and 503
+/// answers only, and the breaker caps it at `max_open_duration`.
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<std::time::Duration> {
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Beyond u64 seconds: any cap applies anyway.
+        return Some(std::time::Duration::from_secs(
+            v.parse().unwrap_or(u64::MAX),
+        ));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        use std::time::{Duration, SystemTime};
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 2015-10-21 07:28:00 UTC
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        // A date already past: no wait.
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for bad in ["", "-5", "1.5", "soon", "12 s"] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn status_table() {

@@ -269,6 +269,16 @@ struct RawEndpoint {
 struct RawRoute {
     name: Spanned<String>,
     endpoints: Spanned<Vec<Spanned<String>>>,
+    cache: Option<RawCache>,
+}
+
+/// `routes[].cache`; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    ttl: Option<Spanned<HumanDuration>>,
+    max_entries: Option<Spanned<u64>>,
+    max_bytes: Option<Spanned<u64>>,
 }
 
 // ---------------------------------------------------------------- resolved
@@ -458,6 +468,22 @@ pub mod bounds {
         min: 1,
         max: 1_000_000,
     };
+    /// How long a cached gateway answer is served: a second up to a day (an
+    /// older answer is a different service, not a degraded one).
+    pub const CACHE_TTL: Bounds<Duration> = Bounds {
+        min: ms(1000),
+        max: ms(24 * HOUR),
+    };
+    /// Cached answers per route.
+    pub const CACHE_MAX_ENTRIES: Bounds<u64> = Bounds {
+        min: 1,
+        max: 1_000_000,
+    };
+    /// Memory of one route's cache: 1 KiB up to 4 GiB.
+    pub const CACHE_MAX_BYTES: Bounds<u64> = Bounds {
+        min: 1024,
+        max: 4 * 1024 * 1024 * 1024,
+    };
 }
 
 /// A bound as people write it: `100ms`, `5m`, `24h`.
@@ -528,6 +554,48 @@ pub struct RouteConfig {
     pub name: String,
     /// Fallback chain, first = primary.
     pub endpoints: Vec<String>,
+    /// The gateway's last level before its 503; None = no cache.
+    pub cache: Option<CacheConfig>,
+}
+
+/// `routes[].cache`: the gateway keeps the successful (2xx) non-streamed
+/// answers of the route's chat completions and embeddings, keyed by the
+/// request body (JSON key order and whitespace aside), and serves one only
+/// when no endpoint of the chain can answer, with `X-Hfbreaker-Tier: cache`
+/// and an `Age` header. Streams are never stored nor served from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// How long an answer may be served after it was stored.
+    pub ttl: Duration,
+    /// Answers kept at most; the least recently used go first.
+    pub max_entries: u64,
+    /// Bytes of requests and answers kept at most (the memory the cache
+    /// holds); the least recently used go first, and a single answer larger
+    /// than this is not stored.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: default_cache_ttl(),
+            max_entries: default_cache_max_entries(),
+            max_bytes: default_cache_max_bytes(),
+        }
+    }
+}
+
+/// 5 min: an answer from a few minutes ago beats a 503 during a short outage.
+pub fn default_cache_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+/// 1000 answers per route.
+pub fn default_cache_max_entries() -> u64 {
+    1000
+}
+/// 64 MiB per route.
+pub fn default_cache_max_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -1703,6 +1771,34 @@ fn resolve_route(
     RouteConfig {
         name: r.name.value.clone(),
         endpoints: chain,
+        cache: r.cache.as_ref().map(|c| resolve_cache(c, p, errs)),
+    }
+}
+
+fn resolve_cache(c: &RawCache, p: &str, errs: &mut Errors) -> CacheConfig {
+    let d = CacheConfig::default();
+    CacheConfig {
+        ttl: duration(
+            errs,
+            &c.ttl,
+            &format!("{p}.cache.ttl"),
+            d.ttl,
+            bounds::CACHE_TTL,
+        ),
+        max_entries: bounded(
+            errs,
+            &c.max_entries,
+            &format!("{p}.cache.max_entries"),
+            bounds::CACHE_MAX_ENTRIES,
+        )
+        .unwrap_or(d.max_entries),
+        max_bytes: bounded(
+            errs,
+            &c.max_bytes,
+            &format!("{p}.cache.max_bytes"),
+            bounds::CACHE_MAX_BYTES,
+        )
+        .unwrap_or(d.max_bytes),
     }
 }
 

@@ -168,6 +168,7 @@ mod tests {
         let cfg = [RouteConfig {
             name: "r".into(),
             endpoints: chain(),
+            cache: None,
         }];
         let mut t = RouteTracker::new(&cfg, t0, |_| true, &m);
         assert_eq!(t.update(t0, |_| true, &m), 0);
@@ -210,6 +211,7 @@ mod tests {
         let r = |name: &str, chain: Vec<String>| RouteConfig {
             name: name.into(),
             endpoints: chain,
+            cache: None,
         };
         let mut old = RouteTracker::new(&[r("r", chain()), r("gone", chain())], t0, |_| true, &m);
         old.update(t0 + Duration::from_secs(1), |e| e != "a", &m);

@@ -504,6 +504,12 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
         let saturated = st.in_flight.len() >= st.cfg.breaker.failure_threshold.max(1) as usize;
         st.in_flight.retain(|(i, _)| *i != id);
         let t = st.breaker.record(permit, outcome(&report), now);
+        // A failure that leaves the breaker open: the server's Retry-After
+        // (429, 503) makes the open period at least that long.
+        let held = result == ProbeResult::Failure
+            && report
+                .retry_after
+                .is_some_and(|d| st.breaker.hold_open_at_least(d, now));
         match result {
             ProbeResult::Success => st.counts.success += 1,
             ProbeResult::Failure => st.counts.failure += 1,
@@ -530,6 +536,7 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
         // A healthy answer in the steady state changes no schedule: the next
         // wake-up is already in the heap. Anything else may bring it forward.
         let wake = changed
+            || held
             || result == ProbeResult::Failure
             || permit.is_trial()
             || saturated

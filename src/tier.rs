@@ -1,5 +1,7 @@
 //! The tier a route is served at: the `tier` label of the route series,
-//! shared by the route tracker, the metrics and the API.
+//! shared by the route tracker, the metrics and the API. (Single gateway
+//! requests can also be answered from a cache: their `tier` label is
+//! `metrics::gateway::Tier`, which has `cache` besides these.)
 
 use crate::label::label_enum;
 

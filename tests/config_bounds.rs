@@ -429,3 +429,78 @@ async fn reloading_an_emptied_file_fails_and_keeps_the_running_config() {
         assert!(s.state("a").is_some(), "the running endpoint is kept");
     }
 }
+
+#[test]
+fn route_cache_settings_are_bounded_and_refused_with_position() {
+    let with = |cache: &str| format!("{EP}routes:\n  - name: r\n    endpoints: [a]\n    {cache}\n");
+    let load = |cache: &str| config::parse(&with(cache), "h.yml", &env());
+    // Absent: no cache; empty: the defaults.
+    assert_eq!(load("").unwrap().routes[0].cache, None);
+    assert_eq!(
+        load("cache: {}").unwrap().routes[0].cache,
+        Some(config::CacheConfig::default())
+    );
+    let d = |b: Bounds<Duration>| [b.min, b.max].map(config::format_bound);
+    let (t, n, b) = (
+        d(bounds::CACHE_TTL),
+        bounds::CACHE_MAX_ENTRIES,
+        bounds::CACHE_MAX_BYTES,
+    );
+    for (ttl, entries, bytes) in [(&t[0], n.min, b.min), (&t[1], n.max, b.max)] {
+        let c = load(&format!(
+            "cache: {{ttl: {ttl}, max_entries: {entries}, max_bytes: {bytes}}}"
+        ))
+        .unwrap()
+        .routes[0]
+            .cache
+            .clone()
+            .unwrap();
+        assert_eq!((c.max_entries, c.max_bytes), (entries, bytes));
+    }
+    assert_eq!(
+        load("cache: {ttl: 5m}").unwrap().routes[0]
+            .cache
+            .as_ref()
+            .unwrap()
+            .ttl,
+        Duration::from_secs(300)
+    );
+    for (cache, want) in [
+        (
+            "cache: {ttl: 999ms}".to_string(),
+            "h.yml:6:18: routes[0].cache.ttl: must be between 1s and 24h".to_string(),
+        ),
+        (
+            "cache: {ttl: 25h}".into(),
+            "h.yml:6:18: routes[0].cache.ttl: must be between 1s and 24h".into(),
+        ),
+        (
+            "cache: {max_entries: 0}".into(),
+            format!(
+                "h.yml:6:26: routes[0].cache.max_entries: must be between 1 and {}",
+                n.max
+            ),
+        ),
+        (
+            format!("cache: {{max_bytes: {}}}", b.max + 1),
+            format!(
+                "h.yml:6:24: routes[0].cache.max_bytes: must be between 1024 and {}",
+                b.max
+            ),
+        ),
+        (
+            "cache: {max_bytes: 1023}".into(),
+            format!(
+                "h.yml:6:24: routes[0].cache.max_bytes: must be between 1024 and {}",
+                b.max
+            ),
+        ),
+    ] {
+        assert_eq!(err(&with(&cache)), want, "{cache}");
+    }
+    let e = err(&with("cache: {ttl: 5m, size: 3}"));
+    assert!(
+        e.starts_with("h.yml:6:22: size: unknown field `size`"),
+        "{e}"
+    );
+}

@@ -4,7 +4,7 @@
 
 use hfbreaker::breaker::{State, TripReason};
 use hfbreaker::classify::Reason;
-use hfbreaker::metrics::{Metrics, ProbeResult};
+use hfbreaker::metrics::{Metrics, ProbeResult, gateway};
 use hfbreaker::tier::Tier;
 use testkit::{Scrape, promtool_check_metrics};
 
@@ -72,6 +72,14 @@ fn exposition() -> String {
         for t in Tier::ALL {
             m.route_time(&r.name, t, 1.5);
         }
+        // The gateway's series, every request tier (cache included) used.
+        let g = m.gateway_route(&r.name, &r.endpoints);
+        for t in gateway::Tier::ALL {
+            let ep = (t != gateway::Tier::Exhausted).then_some(0);
+            g.request(ep, t, 200, 0.02);
+        }
+        g.cache_hit();
+        g.attempt(0, gateway::AttemptResult::Failure, Some(Reason::Http5xx));
     }
     m.reload(true, 1.7e9);
     m.scheduler_lateness(0.003);

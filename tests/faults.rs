@@ -351,3 +351,72 @@ endpoints:
     d.shutdown().await;
     sim.shutdown().await;
 }
+
+/// A probe's 429 or 503 with `Retry-After` holds the breaker it trips open
+/// at least that long (at most `max_open_duration`), as a request's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_retry_after_holds_the_breaker_open() {
+    const M: &str = "org/model";
+    let sim = sim(vec![
+        (
+            "limited",
+            with_mode(Protocol::Router, M, Mode::RateLimited { retry_after: 6 }),
+        ),
+        (
+            "capped",
+            with_mode(Protocol::Router, M, Mode::RateLimited { retry_after: 3600 }),
+        ),
+    ])
+    .await;
+    let yaml = format!(
+        "global:
+  interval: 150ms
+  timeout: 400ms
+  confirm_interval: 40ms
+  breaker:
+    failure_threshold: 1
+    open_duration: 1s
+    max_open_duration: 20s
+endpoints:
+  - {{name: limited, kind: openai, url: {}/v1, model: {M}, probe: chat}}
+  - {{name: capped, kind: openai, url: {}/v1, model: {M}, probe: chat}}
+",
+        sim.url("limited"),
+        sim.url("capped"),
+    );
+    let td = TestDaemon::start(&yaml).await;
+    let start = std::time::Instant::now();
+    let bs = loop {
+        let (code, body) = td.get("/api/v1/breakers").await;
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let bs = v["breakers"].as_array().unwrap().clone();
+        if bs.iter().all(|b| b["state"] == "open") {
+            break bs;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{bs:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let period = |b: &serde_json::Value| {
+        let t = |k: &str| humantime::parse_rfc3339(b[k].as_str().unwrap()).unwrap();
+        t("open_until").duration_since(t("since")).unwrap()
+    };
+    // Without Retry-After: 1 s (±10% jitter).
+    let limited = period(&bs[0]);
+    assert!(
+        (Duration::from_millis(5900)..=Duration::from_millis(6100)).contains(&limited),
+        "{limited:?}: {}",
+        bs[0]
+    );
+    assert_eq!(bs[0]["last_probe"]["reason"], "rate_limited");
+    let capped = period(&bs[1]);
+    assert!(
+        (Duration::from_millis(19_900)..=Duration::from_millis(20_100)).contains(&capped),
+        "{capped:?}: {}",
+        bs[1]
+    );
+    // No trial before the held end.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m = td.scrape().await;
+    assert_eq!(m.state("limited"), Some("open"), "{}", m.hfbreaker_lines());
+}

@@ -50,6 +50,11 @@ fn endpoint_of(r: &reqwest::Response) -> String {
 /// embeddings; the daemon probing rarely (requests must do the tripping);
 /// the gateway on its own port. `extra` replaces the primary's URL when set.
 async fn setup(primary_url: Option<String>) -> Setup {
+    setup_with(primary_url, "").await
+}
+
+/// [`setup`], with `assistant` extra keys of the `assistant` route (`, cache: {...}`).
+async fn setup_with(primary_url: Option<String>, assistant: &str) -> Setup {
     let mut hf = VirtualSpec::new(Protocol::HfInference, "org/bge");
     hf.embedding = true;
     let sim = sim(vec![
@@ -85,7 +90,7 @@ endpoints:
   - {{name: hfemb, kind: hf-inference, url: '{hfemb}', model: org/bge, probe: embed}}
   - {{name: status, kind: http, url: '{emb}/health'}}
 routes:
-  - {{name: assistant, endpoints: [primary, backup]}}
+  - {{name: assistant, endpoints: [primary, backup]{assistant}}}
   - {{name: embeddings, endpoints: [emb, hfemb]}}
   - {{name: hf-embeddings, endpoints: [status, hfemb]}}
 ",
@@ -356,6 +361,104 @@ async fn primary_failure_under_load_fails_over_trips_and_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Send a raw chat body to the gateway.
+async fn chat_body(s: &Setup, body: &str) -> reqwest::Response {
+    client()
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("gateway answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_answers_only_when_no_endpoint_can() {
+    let s = setup_with(
+        None,
+        ", cache: {ttl: 1m, max_entries: 100, max_bytes: 1048576}",
+    )
+    .await;
+    let asked =
+        r#"{"model":"assistant","messages":[{"role":"user","content":"cache me"}],"max_tokens":3}"#;
+    let streamed = r#"{"model":"assistant","messages":[{"role":"user","content":"cache me"}],"max_tokens":3,"stream":true}"#;
+    let r = chat_body(&s, asked).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-hfbreaker-tier"], "primary");
+    assert!(r.headers().get("age").is_none());
+    let fresh = r.text().await.unwrap();
+    let r = chat_body(&s, streamed).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("data: [DONE]"));
+
+    // Every endpoint of the route down.
+    assert!(s.sim.set_mode("primary", Mode::Down));
+    assert!(s.sim.set_mode("backup", Mode::Down));
+    // The same request, keys reordered and spaced: from the cache.
+    let reordered = r#"{ "max_tokens": 3, "messages": [ {"content": "cache me", "role": "user"} ],
+        "model": "assistant" }"#;
+    let r = chat_body(&s, reordered).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-hfbreaker-tier"], "cache");
+    assert_eq!(r.headers()["x-hfbreaker-route"], "assistant");
+    assert_eq!(r.headers()["x-hfbreaker-endpoint"], "primary");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let age: u64 = r.headers()["age"].to_str().unwrap().parse().unwrap();
+    assert!(age <= 60, "{age}");
+    assert_eq!(r.text().await.unwrap(), fresh);
+    // Another request: the 503 of an exhausted route.
+    let other = r#"{"model":"assistant","messages":[{"role":"user","content":"not cached"}],"max_tokens":3}"#;
+    let r = chat_body(&s, other).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-hfbreaker-tier"], "exhausted");
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "route_exhausted");
+    // Streams are neither stored nor served from the cache.
+    let r = chat_body(&s, streamed).await;
+    assert_eq!(r.status(), 503);
+
+    let m = s.td.scrape().await;
+    assert_eq!(
+        m.val(
+            "hfbreaker_gateway_cache_hits_total",
+            &[("route", "assistant")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.val(
+            "hfbreaker_gateway_requests_total",
+            &[
+                ("route", "assistant"),
+                ("endpoint", "primary"),
+                ("tier", "cache"),
+                ("code", "200")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.val(
+            "hfbreaker_gateway_requests_total",
+            &[
+                ("route", "assistant"),
+                ("endpoint", "none"),
+                ("tier", "exhausted"),
+                ("code", "503")
+            ]
+        ),
+        2.0
+    );
+    assert_eq!(
+        m.val(
+            "hfbreaker_gateway_request_duration_seconds_count",
+            &[("route", "assistant"), ("tier", "cache")]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

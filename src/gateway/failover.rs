@@ -20,9 +20,8 @@ use super::upstream::{self, Op};
 use crate::breaker::{Outcome, Permit, State};
 use crate::classify::{Reason, Verdict, classify_status};
 use crate::metrics::LocalOperation;
-use crate::metrics::gateway::AttemptResult;
+use crate::metrics::gateway::{AttemptResult, Tier};
 use crate::schedule::Host;
-use crate::tier::Tier;
 
 /// Largest non-streamed answer buffered (to check it before the client
 /// sees a byte, and to fail over when it is broken).
@@ -115,6 +114,9 @@ impl Gateway {
                 Attempt::Answer(r) => return r,
                 Attempt::Failed => failed = Some(hop.pos),
             }
+        }
+        if let Some(r) = super::cache::answer(&call) {
+            return r;
         }
         let r = self.exhausted(&call.route);
         call.route.metrics.request(
@@ -322,6 +324,8 @@ impl Gateway {
             status,
             call.started.elapsed().as_secs_f64(),
         );
+        let stored_type = content_type.as_ref().filter(|_| !feature_extraction);
+        super::cache::store(call, hop, status, &body, stored_type);
         let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
         let ct = if feature_extraction {
             None
@@ -536,10 +540,10 @@ pub fn with_headers(mut r: Response, route: &RouteEntry, hop: &Hop, tier: Tier) 
     r
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare from these servers).
+/// `Retry-After`, seconds or an HTTP-date, read as probes read it.
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    crate::classify::retry_after(v, std::time::SystemTime::now())
 }
 
 fn looks_like_json_object(b: &[u8]) -> bool {

@@ -7,10 +7,12 @@
 //! One file per concern: `auth` (client keys), `body` (reading `model` and
 //! rewriting it), `upstream` (paths per kind, hf-inference embeddings),
 //! `table` (routes per topology), `failover` (attempts and breakers),
+//! `cache` (answers kept for when no endpoint can give one),
 //! `stream` (relaying a committed stream), `errors` (OpenAI-style answers).
 
 mod auth;
 mod body;
+mod cache;
 mod errors;
 mod failover;
 mod stream;
@@ -55,6 +57,8 @@ pub struct Gateway {
     daemon: Arc<Daemon>,
     table: RwLock<Arc<Table>>,
     traffic: Mutex<HashMap<String, Arc<Traffic>>>,
+    /// Each route's cache, kept across reloads that leave its settings alone.
+    caches: Mutex<HashMap<String, Arc<cache::Cache>>>,
     /// Traffic has its own pool: a busy gateway does not queue probes.
     client: reqwest::Client,
 }
@@ -69,11 +73,13 @@ impl Gateway {
         }
         let client = crate::probe::client();
         let traffic = Mutex::new(HashMap::new());
-        let table = Table::build(topo, &client, &daemon.metrics, &traffic);
+        let caches = Mutex::new(HashMap::new());
+        let table = Table::build(topo, &client, &daemon.metrics, &traffic, &caches);
         Ok(Arc::new(Gateway {
             daemon,
             table: RwLock::new(Arc::new(table)),
             traffic,
+            caches,
             client,
         }))
     }
@@ -92,6 +98,7 @@ impl Gateway {
                 &self.client,
                 &self.daemon.metrics,
                 &self.traffic,
+                &self.caches,
             ));
         }
         slot.clone()

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::http::HeaderValue;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 
+use super::cache::{self, Cache};
 use super::upstream::Target;
 use crate::classify::Reason;
 use crate::config::Config;
@@ -44,6 +45,8 @@ pub struct RouteEntry {
     pub header: HeaderValue,
     pub metrics: GatewayRoute,
     pub chain: Vec<Hop>,
+    /// `routes[].cache`, when set.
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// Everything a request needs, for one topology.
@@ -64,9 +67,12 @@ impl Table {
         shared: &reqwest::Client,
         metrics: &Metrics,
         traffic: &Mutex<HashMap<String, Arc<Traffic>>>,
+        caches: &Mutex<HashMap<String, Arc<Cache>>>,
     ) -> Table {
         let mut traffic = traffic.lock().unwrap_or_else(|p| p.into_inner());
         traffic.retain(|name, _| topology.by_name.contains_key(name));
+        let mut caches = caches.lock().unwrap_or_else(|p| p.into_inner());
+        caches.retain(|name, _| topology.config.routes.iter().any(|r| &r.name == name));
         let mut routes = HashMap::new();
         for r in &topology.config.routes {
             let chain = r
@@ -85,6 +91,7 @@ impl Table {
                 header: HeaderValue::from_str(&r.name).unwrap_or(HeaderValue::from_static("")),
                 metrics: metrics.gateway_route(&r.name, &r.endpoints),
                 chain,
+                cache: cache::for_route(&mut caches, r),
             };
             routes.insert(r.name.clone(), Arc::new(entry));
         }

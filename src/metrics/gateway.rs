@@ -11,7 +11,23 @@ use super::text::TextWriter;
 use super::{AtomicHistogram, Metrics};
 use crate::classify::Reason;
 use crate::label::label_enum;
-use crate::tier::Tier;
+
+label_enum! {
+    /// `tier` label of the gateway's request series and its
+    /// `X-Hfbreaker-Tier` header: who answered one request. The route
+    /// series keep [`crate::tier::Tier`], which has no `cache`: a route is
+    /// never *served* from the cache, only single requests are answered.
+    pub enum Tier {
+        /// The first endpoint of the chain.
+        Primary = "primary",
+        /// Any later endpoint.
+        Fallback = "fallback",
+        /// No endpoint could answer; the route's cache did.
+        Cache = "cache",
+        /// No endpoint could answer, nor the cache: 503.
+        Exhausted = "exhausted",
+    }
+}
 
 label_enum! {
     /// `code` label of `hfbreaker_gateway_requests_total`: the exact status
@@ -166,6 +182,12 @@ impl GatewayRoute {
     pub fn in_flight(&self, delta: i64) {
         self.0.in_flight.fetch_add(delta, Ordering::Relaxed);
     }
+
+    /// One request answered from the route's cache (its request is counted
+    /// apart, with tier `cache`).
+    pub fn cache_hit(&self) {
+        self.0.cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -266,7 +288,11 @@ pub(super) fn write(w: &mut TextWriter, routes: &[(String, Arc<GatewaySeries>)])
     w.family(&f::GATEWAY_DURATION);
     for (name, s) in routes {
         for t in Tier::ALL {
-            s.duration[t.index()].write(w, &f::GATEWAY_DURATION, &[name, t.as_str()]);
+            // The cache's series appear with its first hit (most routes have none).
+            let h = &s.duration[t.index()];
+            if t != Tier::Cache || h.count() > 0 {
+                h.write(w, &f::GATEWAY_DURATION, &[name, t.as_str()]);
+            }
         }
     }
     w.family(&f::GATEWAY_FIRST_TOKEN);
@@ -295,6 +321,25 @@ mod tests {
         assert_eq!(Code::of(418), Code::Other4xx);
         assert_eq!(Code::of(599), Code::Other5xx);
         assert_eq!(Code::of(0), Code::Other);
+    }
+
+    #[test]
+    fn cache_series_appear_with_the_first_hit() {
+        let m = Metrics::new();
+        let g = m.gateway_route("r", &["a".to_string()]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains("tier=\"cache\""), "{text}");
+        assert!(text.contains("hfbreaker_gateway_cache_hits_total{route=\"r\"} 0"));
+        g.cache_hit();
+        g.request(Some(0), Tier::Cache, 200, 0.001);
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            "hfbreaker_gateway_cache_hits_total{route=\"r\"} 1",
+            "hfbreaker_gateway_requests_total{code=\"200\",endpoint=\"a\",route=\"r\",tier=\"cache\"} 1",
+            "hfbreaker_gateway_request_duration_seconds_count{route=\"r\",tier=\"cache\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
     }
 
     #[test]

@@ -106,6 +106,11 @@ impl<const N: usize> AtomicHistogram<N> {
         self.sum.add(v);
     }
 
+    /// Observations so far.
+    fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
     fn write(&self, w: &mut TextWriter, family: &Family, values: &[&str]) {
         let counts = self.counts.each_ref().map(|c| c.load(Ordering::Relaxed));
         w.histogram(family, values, self.bounds, &counts, self.sum.get());

@@ -31,6 +31,9 @@ pub struct Report {
     pub duration: Duration,
     /// Seconds until the model is loaded, when the server said so.
     pub loading_estimate: Option<f64>,
+    /// The wait a 429 or 503 answer asked for in `Retry-After`: a breaker
+    /// this probe leaves open stays open at least that long.
+    pub retry_after: Option<Duration>,
     /// One line for logs; never contains a token or a body over a few bytes.
     pub detail: String,
 }
@@ -174,12 +177,15 @@ impl Prepared {
         };
         let outcome = tokio::time::timeout(self.timeout, self.exchange(client)).await;
         let duration = start.elapsed();
-        let (result, status, loading_estimate, detail) = match outcome {
+        let ((result, status, loading_estimate, detail), retry_after) = match outcome {
             Err(_) => (
-                Err(Reason::Timeout),
+                (
+                    Err(Reason::Timeout),
+                    None,
+                    None,
+                    format!("no answer within {:?}", self.timeout),
+                ),
                 None,
-                None,
-                format!("no answer within {:?}", self.timeout),
             ),
             Ok(x) => x?,
         };
@@ -189,11 +195,16 @@ impl Prepared {
             status,
             duration,
             loading_estimate,
+            retry_after,
             detail,
         })
     }
 
-    async fn exchange(&self, client: &reqwest::Client) -> Result<Exchange, LocalError> {
+    /// The exchange and the `Retry-After` of a 429 or 503 answer.
+    async fn exchange(
+        &self,
+        client: &reqwest::Client,
+    ) -> Result<(Exchange, Option<Duration>), LocalError> {
         // The request RequestBuilder would send (credentials in the URL
         // become basic auth, the configured headers replace it), but the
         // headers are moved in whole rather than merged one by one into an
@@ -203,7 +214,7 @@ impl Prepared {
             .build()
         {
             Ok(r) => r,
-            Err(e) => return transport_failure(&e, None),
+            Err(e) => return transport_failure(&e, None).map(|x| (x, None)),
         };
         if req.headers().is_empty() {
             *req.headers_mut() = self.headers.clone();
@@ -215,23 +226,22 @@ impl Prepared {
         }
         let resp = match client.execute(req).await {
             Ok(r) => r,
-            Err(e) => return transport_failure(&e, None),
+            Err(e) => return transport_failure(&e, None).map(|x| (x, None)),
         };
         let status = resp.status();
         let code = Some(status.as_u16());
+        let retry_after = retry_after(status.as_u16(), resp.headers());
         let body = match read_bounded(resp, self.max_body).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
-                return Ok((
-                    Err(Reason::BadResponse),
-                    code,
-                    None,
-                    format!("body larger than {} bytes", self.max_body),
-                ));
+                let detail = format!("body larger than {} bytes", self.max_body);
+                return Ok(((Err(Reason::BadResponse), code, None, detail), retry_after));
             }
-            Err(BodyError::Transport(e)) => return transport_failure(&e, code),
+            Err(BodyError::Transport(e)) => {
+                return transport_failure(&e, code).map(|x| (x, retry_after));
+            }
         };
-        Ok(self.judge(status.as_u16(), &body))
+        Ok((self.judge(status.as_u16(), &body), retry_after))
     }
 
     /// What an answer with this status and (bounded) body says about the
@@ -256,6 +266,16 @@ impl Prepared {
         let (reason, estimate) = classify_status(status, body);
         (Err(reason), Some(status), estimate, http_detail(status))
     }
+}
+
+/// The `Retry-After` of a 429 or 503 answer (other statuses carry no
+/// request to wait).
+fn retry_after(status: u16, headers: &HeaderMap) -> Option<Duration> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    crate::classify::retry_after(v, std::time::SystemTime::now())
 }
 
 /// `HTTP 200`: the log line of a success, without the formatting machinery
