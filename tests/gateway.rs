@@ -89,10 +89,12 @@ endpoints:
   - {{name: emb, kind: tei, url: '{emb}'}}
   - {{name: hfemb, kind: hf-inference, url: '{hfemb}', model: org/bge, probe: embed}}
   - {{name: status, kind: http, url: '{emb}/health'}}
+  - {{name: oaemb, kind: openai, url: '{emb}/v1', model: org/bge}}
 routes:
   - {{name: assistant, endpoints: [primary, backup]{assistant}}}
   - {{name: embeddings, endpoints: [emb, hfemb]}}
   - {{name: hf-embeddings, endpoints: [status, hfemb]}}
+  - {{name: oa-embeddings, endpoints: [oaemb]}}
 ",
         keys = key_file.display(),
         backup = sim.url("backup"),
@@ -181,7 +183,10 @@ async fn chat_streaming_chat_and_embeddings_through_the_gateway() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["assistant", "embeddings", "hf-embeddings"]);
+    assert_eq!(
+        ids,
+        ["assistant", "embeddings", "hf-embeddings", "oa-embeddings"]
+    );
 
     let m = s.td.scrape().await;
     let req = |ep: &str, tier: &str| {
@@ -216,6 +221,148 @@ async fn chat_streaming_chat_and_embeddings_through_the_gateway() {
             &[("route", "assistant")]
         ),
         0.0
+    );
+}
+
+impl Setup {
+    /// A feature-extraction request (`InferenceClient.feature_extraction`).
+    async fn features(&self, path: &str, body: Value) -> (u16, String, Value) {
+        let r = client()
+            .post(self.url(path))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let endpoint = endpoint_of(&r);
+        let v = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        (status, endpoint, v)
+    }
+}
+
+fn vector(v: &Value) -> Vec<f64> {
+    let a = v.as_array().unwrap_or_else(|| panic!("not a vector: {v}"));
+    a.iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feature_extraction_through_the_gateway_on_every_kind() {
+    let s = setup(None).await;
+    // TEI's /embed: one string, one vector (as hf-inference answers it).
+    let (status, ep, v) = s
+        .features("/routes/embeddings", json!({"inputs": "a"}))
+        .await;
+    assert_eq!((status, ep.as_str()), (200, "emb"), "{v}");
+    let one = vector(&v);
+    assert_eq!(one.len(), 8);
+    // A list: one vector per input, in order.
+    let (status, _, v) = s
+        .features("/routes/embeddings", json!({"inputs": ["a", "bc"]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(vector(&rows[0]), one);
+    assert_ne!(vector(&rows[1]), one);
+    // hf-inference (native), OpenAI embeddings (translated), and `model` in
+    // the body at the root: the same shapes and values.
+    for (path, body, endpoint) in [
+        (
+            "/routes/hf-embeddings",
+            json!({"inputs": ["a", "bc"]}),
+            "hfemb",
+        ),
+        (
+            "/routes/oa-embeddings",
+            json!({"inputs": ["a", "bc"]}),
+            "oaemb",
+        ),
+        (
+            "/",
+            json!({"model": "oa-embeddings", "inputs": ["a", "bc"]}),
+            "oaemb",
+        ),
+        (
+            "/routes/assistant",
+            json!({"model": "embeddings", "inputs": ["a", "bc"]}),
+            "emb",
+        ),
+    ] {
+        let (status, ep, w) = s.features(path, body).await;
+        assert_eq!((status, ep.as_str()), (200, endpoint), "{path}: {w}");
+        assert_eq!(w, v, "{path}");
+    }
+    let (_, _, w) = s
+        .features("/routes/oa-embeddings", json!({"inputs": "a"}))
+        .await;
+    assert_eq!(vector(&w), one);
+    // Failover keeps the shape: TEI down, hf-inference answers.
+    s.sim.set_mode("emb", Mode::Down);
+    let (status, ep, w) = s
+        .features("/routes/embeddings", json!({"inputs": "a"}))
+        .await;
+    assert_eq!((status, ep.as_str()), (200, "hfemb"), "{w}");
+    assert_eq!(vector(&w), one);
+    s.sim.set_mode("emb", Mode::Ok);
+    // Errors, OpenAI-style; none reaches a breaker.
+    for (path, body, status, code) in [
+        (
+            "/routes/no-such-route",
+            json!({"inputs": "a"}),
+            404,
+            "model_not_found",
+        ),
+        ("/", json!({"inputs": "a"}), 400, "missing_model"),
+        (
+            "/routes/embeddings",
+            json!({"input": "a"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "/routes/embeddings",
+            json!({"inputs": [1]}),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let (got, _, v) = s.features(path, body).await;
+        assert_eq!(got, status, "{path}: {v}");
+        assert_eq!(v["error"]["code"], code, "{path}: {v}");
+    }
+    let r = client()
+        .post(s.url("/routes/embeddings"))
+        .body(r#"{"inputs":"a"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let m = s.td.scrape().await;
+    let served = |route: &str, ep: &str, tier: &str| {
+        m.val(
+            "hfbreaker_gateway_requests_total",
+            &[
+                ("route", route),
+                ("endpoint", ep),
+                ("tier", tier),
+                ("code", "200"),
+            ],
+        )
+    };
+    assert_eq!(served("embeddings", "emb", "primary"), 3.0);
+    assert_eq!(served("embeddings", "hfemb", "fallback"), 1.0);
+    assert_eq!(served("oa-embeddings", "oaemb", "primary"), 3.0);
+    assert!(
+        m.sum(
+            "hfbreaker_gateway_attempts_total",
+            &[
+                ("route", "embeddings"),
+                ("endpoint", "emb"),
+                ("result", "failure")
+            ]
+        ) >= 1.0
     );
 }
 

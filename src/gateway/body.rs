@@ -30,12 +30,20 @@ struct Peek<'a> {
 /// Read `model` and `stream`; anything else is left as it is. A duplicate
 /// `model` is refused (which one would the upstream read?).
 pub fn peek(body: &[u8]) -> Result<Peeked, GatewayError> {
+    peek_optional(body)?.ok_or(GatewayError::MissingModel)
+}
+
+/// As [`peek`], for requests whose route may come from the path: None when
+/// the body has no `model`.
+pub fn peek_optional(body: &[u8]) -> Result<Option<Peeked>, GatewayError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(GatewayError::BadJson("expected an object".into()));
     }
     let p: Peek = serde_json::from_slice(body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
-    let raw = p.model.ok_or(GatewayError::MissingModel)?;
+    let Some(raw) = p.model else {
+        return Ok(None);
+    };
     let model: Cow<str> = serde_json::from_str(raw.get())
         .map_err(|_| GatewayError::BadJson("`model` must be a string".into()))?;
     if model.is_empty() {
@@ -46,11 +54,11 @@ pub fn peek(body: &[u8]) -> Result<Peeked, GatewayError> {
     if end > body.len() || start > end {
         return Err(GatewayError::BadJson("unreadable `model`".into()));
     }
-    Ok(Peeked {
+    Ok(Some(Peeked {
         model: model.into_owned(),
         model_span: (start, end),
         stream: p.stream.unwrap_or(false),
-    })
+    }))
 }
 
 /// `body` with the `model` value at `span` replaced by `json` (an encoded
@@ -99,6 +107,8 @@ mod tests {
             assert!(peek(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         assert!(matches!(peek(b"{}"), Err(GatewayError::MissingModel)));
+        assert!(matches!(peek_optional(br#"{"inputs":"a"}"#), Ok(None)));
+        assert!(peek_optional(br#"{"model":3}"#).is_err());
         assert!(matches!(
             peek(b"{\"model\":\"\"}"),
             Err(GatewayError::MissingModel)

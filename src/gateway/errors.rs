@@ -18,6 +18,10 @@ pub enum GatewayError {
     UnreadableBody,
     #[error("The request body is not a JSON object: {0}")]
     BadJson(String),
+    #[error("{0}")]
+    BadField(&'static str),
+    #[error("The request body did not arrive within {0} s.")]
+    BodyTimeout(u64),
     #[error("`model` is required: it names a route of the gateway.")]
     MissingModel,
     #[error("The route {0:?} does not exist; GET /v1/models lists the routes.")]
@@ -28,7 +32,7 @@ pub enum GatewayError {
         operation: &'static str,
     },
     #[error(
-        "Unknown path; the gateway serves POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models."
+        "Unknown path; the gateway serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and feature extraction at POST /routes/{{route}} (or POST / with `model`)."
     )]
     UnknownPath,
 }
@@ -39,6 +43,7 @@ impl GatewayError {
             GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
             GatewayError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UnknownRoute(_) | GatewayError::UnknownPath => StatusCode::NOT_FOUND,
+            GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -48,6 +53,8 @@ impl GatewayError {
             GatewayError::Unauthorized => "invalid_api_key",
             GatewayError::TooLarge(_) => "request_too_large",
             GatewayError::UnreadableBody | GatewayError::BadJson(_) => "invalid_json",
+            GatewayError::BadField(_) => "invalid_request",
+            GatewayError::BodyTimeout(_) => "request_timeout",
             GatewayError::MissingModel => "missing_model",
             GatewayError::UnknownRoute(_) => "model_not_found",
             GatewayError::Unsupported { .. } => "unsupported_operation",

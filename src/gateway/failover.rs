@@ -38,7 +38,8 @@ pub struct Call {
     pub op: Op,
     pub route: Arc<RouteEntry>,
     pub body: Bytes,
-    pub model_span: (usize, usize),
+    /// Where `model` is in `body` (feature extraction may have none).
+    pub model_span: Option<(usize, usize)>,
     pub model: String,
     pub stream: bool,
     pub started: Instant,
@@ -100,15 +101,7 @@ impl Gateway {
             }
             let url = mapping.url.clone();
             match self
-                .attempt(
-                    &call,
-                    hop,
-                    url,
-                    mapping.feature_extraction,
-                    permit,
-                    slot,
-                    &guard,
-                )
+                .attempt(&call, hop, url, mapping.translate, permit, slot, &guard)
                 .await
             {
                 Attempt::Answer(r) => return r,
@@ -231,7 +224,7 @@ impl Gateway {
         call: &Call,
         hop: &Hop,
         url: reqwest::Url,
-        feature_extraction: bool,
+        translate: upstream::Translate,
         permit: Option<Permit>,
         slot: Slot,
         guard: &InFlight,
@@ -244,22 +237,19 @@ impl Gateway {
                 return Attempt::Failed;
             }
         };
-        let (body, base64) = match (feature_extraction, &hop.target.model_json) {
-            (true, _) => match upstream::feature_extraction_request(&call.body) {
-                Some((b, b64)) => (b, b64),
-                None => {
-                    self.record(hop, permit, Outcome::Ignored, None);
-                    return Attempt::Answer(
-                        super::errors::GatewayError::BadJson("`input` is required".into())
-                            .into_response(),
-                    );
-                }
-            },
-            (false, Some(m)) => (
-                super::body::with_model(&call.body, call.model_span, m),
-                false,
-            ),
-            (false, None) => (call.body.clone(), false),
+        let prepared = upstream::prepare(
+            translate,
+            &call.body,
+            call.model_span,
+            hop.target.model_json.as_ref(),
+            &call.model,
+        );
+        let (body, answer) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.record(hop, permit, Outcome::Ignored, None);
+                return Attempt::Answer(e.into_response());
+            }
         };
         let limit = call
             .first_byte_timeout
@@ -299,12 +289,7 @@ impl Gateway {
                 return Attempt::Failed;
             }
         };
-        let body = if feature_extraction {
-            upstream::feature_extraction_response(&body, &call.model, base64)
-        } else {
-            looks_like_json_object(&body).then_some(body)
-        };
-        let Some(body) = body else {
+        let Some(body) = answer.body(body, &call.model) else {
             self.failed(route, hop, permit, Reason::BadResponse, None);
             return Attempt::Failed;
         };
@@ -327,11 +312,7 @@ impl Gateway {
         let stored_type = content_type.as_ref().filter(|_| !feature_extraction);
         super::cache::store(call, hop, status, &body, stored_type);
         let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
-        let ct = if feature_extraction {
-            None
-        } else {
-            content_type
-        };
+        let ct = content_type.filter(|_| answer.keeps_content_type());
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             ct.unwrap_or(HeaderValue::from_static("application/json")),
@@ -400,17 +381,9 @@ impl Gateway {
             }
         })
         .boxed();
-        let limit = call
-            .first_byte_timeout
-            .min(call.deadline.saturating_duration_since(Instant::now()));
-        let first = match tokio::time::timeout(limit, upstream.next()).await {
-            Err(_) => Err(Reason::Timeout),
-            Ok(None) => Err(Reason::BadResponse),
-            Ok(Some(Err(e))) => Err(crate::probe::transport_verdict(&e).unwrap_or(Reason::Connect)),
-            Ok(Some(Ok(chunk))) if looks_like_sse(&chunk) => Ok(chunk),
-            Ok(Some(Ok(_))) => Err(Reason::BadResponse),
-        };
-        let first = match first {
+        let first =
+            super::stream::first_chunk(&mut upstream, call.first_byte_timeout, call.deadline);
+        let first = match first.await {
             Ok(c) => c,
             Err(reason) => {
                 self.failed(&call.route, hop, permit, reason, None);
@@ -544,18 +517,6 @@ pub fn with_headers(mut r: Response, route: &RouteEntry, hop: &Hop, tier: Tier) 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(header::RETRY_AFTER)?.to_str().ok()?;
     crate::classify::retry_after(v, std::time::SystemTime::now())
-}
-
-fn looks_like_json_object(b: &[u8]) -> bool {
-    b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
-}
-
-/// An SSE stream starts with a field or a comment.
-fn looks_like_sse(b: &[u8]) -> bool {
-    let t = b.trim_ascii_start();
-    [&b"data:"[..], b":", b"event:", b"id:", b"retry:"]
-        .iter()
-        .any(|p| t.starts_with(p))
 }
 
 /// The whole body, up to `max`, before `deadline`.

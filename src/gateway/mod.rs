@@ -2,10 +2,12 @@
 //! a route in `model`, go to the endpoint of the chain that admits traffic,
 //! fail over while no byte has reached the client, and feed the breakers
 //! with their outcomes, so that traffic trips an endpoint within a second or
-//! two instead of at the next probe.
+//! two instead of at the next probe. Besides the OpenAI paths it serves
+//! Hugging Face feature extraction at `/routes/{route}` (and `/` with
+//! `model`), where `InferenceClient(base_url=...).feature_extraction` posts.
 //!
 //! One file per concern: `auth` (client keys), `body` (reading `model` and
-//! rewriting it), `upstream` (paths per kind, hf-inference embeddings),
+//! rewriting it), `upstream` (paths per kind, embeddings ↔ feature extraction),
 //! `table` (routes per topology), `failover` (attempts and breakers),
 //! `cache` (answers kept for when no endpoint can give one),
 //! `stream` (relaying a committed stream), `errors` (OpenAI-style answers).
@@ -21,18 +23,19 @@ mod upstream;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, bounds};
+use crate::config::{Config, GatewayConfig, bounds};
 use crate::daemon::Daemon;
 use crate::http::server;
 use crate::http::web_config::WebConfig;
@@ -61,6 +64,8 @@ pub struct Gateway {
     caches: Mutex<HashMap<String, Arc<cache::Cache>>>,
     /// Traffic has its own pool: a busy gateway does not queue probes.
     client: reqwest::Client,
+    /// The listener's bound on receiving a request body (see [`serve`]).
+    body_timeout: OnceLock<Duration>,
 }
 
 impl Gateway {
@@ -81,6 +86,7 @@ impl Gateway {
             traffic,
             caches,
             client,
+            body_timeout: OnceLock::new(),
         }))
     }
 
@@ -104,32 +110,39 @@ impl Gateway {
         slot.clone()
     }
 
-    async fn handle(self: Arc<Self>, op: Op, headers: HeaderMap, body: Body) -> Response {
+    /// Sets the bound on receiving a request body: the listener's
+    /// header-read timeout (the request's `timeout` bounds it as well).
+    fn bound_body_reads(&self, limit: Duration) {
+        let _ = self.body_timeout.set(limit);
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        op: Op,
+        path_route: Option<String>,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Response {
         let started = Instant::now();
         let table = self.table();
         let cfg = &table.config().gateway;
         if !auth::authorized(&headers, cfg) {
             return GatewayError::Unauthorized.into_response();
         }
-        let max = cfg.max_request_bytes;
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max) {
-            return GatewayError::TooLarge(max).into_response();
-        }
-        let bytes = match axum::body::to_bytes(body, max as usize).await {
+        let bytes = match self.read_body(cfg, &headers, body, started).await {
             Ok(b) => b,
-            Err(e) if too_large(&e) => return GatewayError::TooLarge(max).into_response(),
-            Err(_) => return GatewayError::UnreadableBody.into_response(),
-        };
-        let peeked = match body::peek(&bytes) {
-            Ok(p) => p,
             Err(e) => return e.into_response(),
         };
-        let Some(route) = table.routes.get(&peeked.model).cloned() else {
-            return GatewayError::UnknownRoute(errors::shown(&peeked.model)).into_response();
+        let Resolved {
+            route: model,
+            span: model_span,
+            stream,
+        } = match resolve(op, &bytes, path_route) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
+        let Some(route) = table.routes.get(&model).cloned() else {
+            return GatewayError::UnknownRoute(errors::shown(&model)).into_response();
         };
         if !route.chain.iter().any(|h| h.target.for_op(op).is_some()) {
             return GatewayError::Unsupported {
@@ -142,14 +155,82 @@ impl Gateway {
             op,
             route,
             body: bytes,
-            model_span: peeked.model_span,
-            model: peeked.model,
-            stream: peeked.stream && op == Op::Chat,
+            model_span,
+            model,
+            stream: stream && op == Op::Chat,
             started,
             deadline: started + cfg.timeout,
             first_byte_timeout: cfg.first_byte_timeout,
         };
         self.run(call).await
+    }
+
+    /// The whole body, within `max_request_bytes` and before the body
+    /// deadline: a client that trickles it does not hold a connection.
+    async fn read_body(
+        &self,
+        cfg: &GatewayConfig,
+        headers: &HeaderMap,
+        body: Body,
+        started: Instant,
+    ) -> Result<Bytes, GatewayError> {
+        let max = cfg.max_request_bytes;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(GatewayError::TooLarge(max));
+        }
+        let limit = self
+            .body_timeout
+            .get()
+            .map_or(cfg.timeout, |t| cfg.timeout.min(*t));
+        let read = tokio::time::timeout_at(
+            (started + limit).into(),
+            axum::body::to_bytes(body, max as usize),
+        );
+        match read.await {
+            Err(_) => Err(GatewayError::BodyTimeout(limit.as_secs_f64().ceil() as u64)),
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) if too_large(&e) => Err(GatewayError::TooLarge(max)),
+            Ok(Err(_)) => Err(GatewayError::UnreadableBody),
+        }
+    }
+}
+
+/// What a request names: its route, `model`'s place in the body (none
+/// when the route came from the path) and `stream`.
+struct Resolved {
+    route: String,
+    span: Option<(usize, usize)>,
+    stream: bool,
+}
+
+/// The route: `model` in the body, else (feature extraction) the path's.
+fn resolve(op: Op, bytes: &[u8], path_route: Option<String>) -> Result<Resolved, GatewayError> {
+    if op != Op::FeatureExtraction {
+        let p = body::peek(bytes)?;
+        return Ok(Resolved {
+            route: p.model,
+            span: Some(p.model_span),
+            stream: p.stream,
+        });
+    }
+    let peeked = body::peek_optional(bytes)?;
+    upstream::feature_inputs(bytes)?;
+    match (peeked, path_route) {
+        (Some(p), _) => Ok(Resolved {
+            route: p.model,
+            span: Some(p.model_span),
+            stream: false,
+        }),
+        (None, Some(route)) => Ok(Resolved {
+            route,
+            span: None,
+            stream: false,
+        }),
+        (None, None) => Err(GatewayError::MissingModel),
     }
 }
 
@@ -201,16 +282,36 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        .route("/", post(features).fallback(unknown))
+        .route("/routes/{route}", post(route_features).fallback(unknown))
+        .route("/routes/{route}/", post(route_features).fallback(unknown))
         .fallback(unknown)
         .with_state(gateway)
 }
 
 async fn chat(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    g.handle(Op::Chat, headers, body).await
+    g.handle(Op::Chat, None, headers, body).await
 }
 
 async fn embeddings(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    g.handle(Op::Embeddings, headers, body).await
+    g.handle(Op::Embeddings, None, headers, body).await
+}
+
+/// Feature extraction at the gateway's root, the route in `model`.
+async fn features(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    g.handle(Op::FeatureExtraction, None, headers, body).await
+}
+
+/// Feature extraction at `/routes/{route}`: what `InferenceClient(base_url=...)`
+/// posts to (it sends no `model`).
+async fn route_features(
+    State(g): State<Arc<Gateway>>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    g.handle(Op::FeatureExtraction, Some(route), headers, body)
+        .await
 }
 
 async fn unknown() -> Response {
@@ -241,6 +342,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let d = gateway.daemon.clone();
+    gateway.bound_body_reads(limits.header_read_timeout);
     let settings = server::Settings {
         limits: server::Limits {
             // The configured (reloadable) bound is checked per request.

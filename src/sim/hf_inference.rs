@@ -37,8 +37,7 @@ pub(super) fn handle(req: &Req) -> Response {
         return error(StatusCode::BAD_REQUEST, "Missing inputs");
     };
     if req.spec.embedding {
-        let vec = embedding(inputs.as_str().unwrap_or_default(), 8);
-        return json_response(StatusCode::OK, &json!(vec));
+        return feature_extraction(inputs);
     }
     let prompt = inputs.as_str().unwrap_or_default();
     let max = v
@@ -56,4 +55,23 @@ pub(super) fn handle(req: &Req) -> Response {
         generated
     };
     json_response(StatusCode::OK, &json!([{"generated_text": text}]))
+}
+
+/// Sentence-transformers feature extraction: one vector for a string, one
+/// per input for a list.
+fn feature_extraction(inputs: &Value) -> Response {
+    match inputs {
+        Value::String(s) => json_response(StatusCode::OK, &json!(embedding(s, 8))),
+        Value::Array(list) if list.iter().all(Value::is_string) => {
+            let vectors: Vec<Vec<f32>> = list
+                .iter()
+                .map(|s| embedding(s.as_str().unwrap_or_default(), 8))
+                .collect();
+            json_response(StatusCode::OK, &json!(vectors))
+        }
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "inputs must be a string or a list of strings",
+        ),
+    }
 }

@@ -84,14 +84,31 @@ fn embed(req: &Req) -> Response {
     }
 }
 
+/// OpenAI's embeddings API; `encoding_format: "base64"` answers each vector
+/// as base64 of its little-endian float32 values, as TEI and OpenAI do.
 fn openai_embeddings(req: &Req) -> Response {
     let v = req.json();
+    let base64 = match v.as_ref().and_then(|v| v.get("encoding_format")) {
+        None | Some(Value::Null) => false,
+        Some(Value::String(f)) if f == "float" => false,
+        Some(Value::String(f)) if f == "base64" => true,
+        Some(_) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Failed to deserialize the JSON body into the target type: encoding_format: unknown variant, expected `float` or `base64`",
+            );
+        }
+    };
     match inputs(v.as_ref().and_then(|v| v.get("input"))) {
         Ok(list) => {
             let data: Vec<Value> = list
                 .iter()
                 .enumerate()
-                .map(|(i, s)| json!({"object": "embedding", "embedding": embedding(s, DIM), "index": i}))
+                .map(|(i, s)| {
+                    let e = embedding(s, DIM);
+                    let e = if base64 { json!(encode(&e)) } else { json!(e) };
+                    json!({"object": "embedding", "embedding": e, "index": i})
+                })
                 .collect();
             let n = list.len() * 2;
             json_response(
@@ -101,4 +118,10 @@ fn openai_embeddings(req: &Req) -> Response {
         }
         Err(r) => r,
     }
+}
+
+fn encode(v: &[f32]) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -179,6 +179,17 @@ def test_hub_feature_extraction_hf_inference():
     assert out.shape == (8,)
 
 
+def test_hub_feature_extraction_hf_inference_list_is_one_vector_per_input():
+    client = InferenceClient(model=url("hfinf-emb/models/BAAI/bge-small-en-v1.5"))
+    out = client.feature_extraction(["ping", "pong", "ping"])
+    assert out.shape == (3, 8)
+    assert np.allclose(out[0], client.feature_extraction("ping"))
+    assert np.allclose(out[0], out[2]) and not np.allclose(out[0], out[1])
+    # The same model behind TEI gives the same vectors.
+    tei = InferenceClient(model=url("tei")).feature_extraction(["ping", "pong", "ping"])
+    assert np.allclose(out, tei)
+
+
 def test_hub_text_generation_hf_inference_task_api():
     out = InferenceClient(model=url("hfinf/models/gpt2")).text_generation("ping", max_new_tokens=1)
     assert out == "ping pong"  # the task API returns the full text by default
@@ -294,6 +305,28 @@ def test_openai_chat_on_router():
 def test_openai_chat_stream_on_router():
     stream = oai("router").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream) == " pong and more"
+
+
+def test_openai_embeddings_on_tei_base64_by_default():
+    """openai asks for base64 unless told otherwise; TEI answers
+    little-endian float32 in base64, which the client decodes."""
+    import base64
+    import struct
+
+    client = oai("tei", key="unused")
+    raw = client.embeddings.with_raw_response.create(model="BAAI/bge-small-en-v1.5", input=["ping", "pong"])
+    assert json.loads(raw.http_response.request.content)["encoding_format"] == "base64"
+    wire = raw.http_response.json()
+    packed = [base64.b64decode(d["embedding"]) for d in wire["data"]]
+    assert [len(p) for p in packed] == [32, 32]
+    decoded = [list(struct.unpack("<8f", p)) for p in packed]
+    e = raw.parse()
+    assert [d.embedding for d in e.data] == [pytest.approx(d) for d in decoded]
+    floats = client.embeddings.create(model="m", input=["ping", "pong"], encoding_format="float")
+    assert isinstance(floats.data[0].embedding[0], float)
+    assert [d.embedding for d in floats.data] == [pytest.approx(d, rel=1e-6) for d in decoded]
+    native = InferenceClient(model=url("tei")).feature_extraction(["ping", "pong"])
+    assert np.allclose(native, decoded)
 
 
 def test_openai_models_on_router():

@@ -93,39 +93,48 @@ def sent_json(raw):
 
 
 def test_openai_embeddings_tei():
-    """TEI: the request goes through as sent. The client asks for base64
-    by default; the simulated TEI answers floats, which the client accepts."""
+    """TEI: the request goes through as sent, base64 as the client asks by
+    default (TEI answers little-endian float32 in base64, as OpenAI does)."""
     client = oai()
     raw = client.embeddings.with_raw_response.create(model="embeddings", input=["a", "bc"])
     assert raw.headers["x-hfbreaker-endpoint"] == "emb"
     assert sent_json(raw)["encoding_format"] == "base64"
+    wire = raw.http_response.json()
+    assert all(isinstance(d["embedding"], str) for d in wire["data"]), wire
     e = raw.parse()
     assert [d.index for d in e.data] == [0, 1]
-    for d in e.data:
-        assert d.embedding and all(isinstance(x, float) for x in d.embedding)
+    floats = client.embeddings.create(model="embeddings", input=["a", "bc"], encoding_format="float")
+    for d, f in zip(e.data, floats.data):
+        assert len(d.embedding) == 8 and all(isinstance(x, float) for x in d.embedding)
+        assert d.embedding == pytest.approx(f.embedding, rel=1e-6)
 
 
 def test_openai_embeddings_hf_inference_default_base64_decodes_to_floats():
-    """hf-inference: feature extraction translated, in the format asked.
-    One input: the simulator's hf-inference answers a list of inputs with a
-    single vector (the real API answers one per input)."""
+    """hf-inference: feature extraction translated, in the format asked,
+    one vector per input."""
     client = oai()
-    raw = client.embeddings.with_raw_response.create(model="hf-embeddings", input="a")
+    raw = client.embeddings.with_raw_response.create(model="hf-embeddings", input=["a", "bc"])
     assert raw.headers["x-hfbreaker-endpoint"] == "hfemb"
     assert sent_json(raw)["encoding_format"] == "base64"
     # The wire carries base64 strings (little-endian float32)...
     wire = raw.http_response.json()
-    assert len(wire["data"]) == 1
-    packed = base64.b64decode(wire["data"][0]["embedding"])
-    assert len(packed) % 4 == 0 and len(packed) > 0
-    decoded = list(struct.unpack(f"<{len(packed) // 4}f", packed))
+    assert len(wire["data"]) == 2
+    decoded = []
+    for d in wire["data"]:
+        packed = base64.b64decode(d["embedding"])
+        assert len(packed) == 4 * 8
+        decoded.append(list(struct.unpack("<8f", packed)))
     # ...which the client decodes to floats.
     e = raw.parse()
-    assert len(e.data) == 1
-    assert all(isinstance(x, float) for x in e.data[0].embedding)
-    assert e.data[0].embedding == pytest.approx(decoded)
-    floats = client.embeddings.create(model="hf-embeddings", input="a", encoding_format="float")
-    assert floats.data[0].embedding == pytest.approx(decoded, rel=1e-6)
+    assert [d.index for d in e.data] == [0, 1]
+    for d, want in zip(e.data, decoded):
+        assert all(isinstance(x, float) for x in d.embedding)
+        assert d.embedding == pytest.approx(want)
+    floats = client.embeddings.create(model="hf-embeddings", input=["a", "bc"], encoding_format="float")
+    assert [d.embedding for d in floats.data] == [pytest.approx(w, rel=1e-6) for w in decoded]
+    # The same vectors as TEI's for the same inputs (the simulator's model).
+    tei = client.embeddings.create(model="embeddings", input=["a", "bc"], encoding_format="float")
+    assert [d.embedding for d in tei.data] == [pytest.approx(w, rel=1e-6) for w in decoded]
 
 
 def test_openai_models_list_names_the_routes():
@@ -166,14 +175,74 @@ def test_hub_chat_completion_stream():
     assert "".join(parts).strip()
 
 
-def test_hub_feature_extraction_path_is_not_served():
-    """A known gap: `InferenceClient(base_url=G).feature_extraction(text)`
-    POSTs `{"inputs": text}` to G itself (`POST /`), a path the gateway does
-    not serve (it has `/v1/embeddings` only). Applications use the openai
-    client's embeddings instead. This pins the answer so a change shows."""
+def hub_route(route, **kw):
+    """InferenceClient pointed at a route: `feature_extraction` POSTs
+    `{"inputs": ...}` to the base URL itself, with no `model`."""
+    return InferenceClient(base_url=f"{GATEWAY}/routes/{route}", api_key=kw.pop("api_key", KEY), timeout=10, **kw)
+
+
+def test_hub_feature_extraction_through_the_gateway():
+    import numpy as np
+
+    want = oai().embeddings.create(model="embeddings", input=["a", "bc"], encoding_format="float")
+    want = [d.embedding for d in want.data]
+    for route in ("embeddings", "hf-embeddings"):  # TEI's /embed, hf-inference's task API
+        one = hub_route(route).feature_extraction("a")
+        assert isinstance(one, np.ndarray) and one.dtype == np.float32
+        assert one.shape == (8,), (route, one.shape)  # one string: one vector
+        assert abs(float(np.linalg.norm(one)) - 1.0) < 1e-5
+        assert one.tolist() == pytest.approx(want[0], rel=1e-6)
+        many = hub_route(route).feature_extraction(["a", "bc"])
+        assert many.shape == (2, 8), (route, many.shape)
+        assert many.tolist() == [pytest.approx(w, rel=1e-6) for w in want]
+
+
+def test_hub_feature_extraction_sends_what_the_gateway_reads():
+    """What huggingface_hub sends: POST to the base URL, `inputs` and the
+    parameters at the root, no `model` (the route comes from the path)."""
+    sent = {}
+
+    def hook(r, *args, **kwargs):
+        sent["url"], sent["body"] = r.request.url, json.loads(r.request.body)
+
+    from huggingface_hub.utils import get_session
+
+    client = hub_route("embeddings")
+    session = get_session()
+    session.hooks["response"].append(hook)
+    try:
+        client.feature_extraction("a", normalize=True)
+    finally:
+        session.hooks["response"].remove(hook)
+    assert sent["url"] == f"{GATEWAY}/routes/embeddings"
+    assert sent["body"] == {"inputs": "a", "normalize": True}
+
+
+def test_hub_feature_extraction_unknown_route_is_openai_404():
     with pytest.raises(HfHubHTTPError) as e:
-        hub().feature_extraction("a")
-    assert e.value.response.status_code == 404, e.value.response.text
+        hub_route("no-such-route").feature_extraction("a")
+    r = e.value.response
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["code"] == "model_not_found"
+    assert "no-such-route" in r.json()["error"]["message"]
+
+
+def test_hub_feature_extraction_wrong_key_raises_401():
+    with pytest.raises(HfHubHTTPError) as e:
+        hub_route("embeddings", api_key="sk-not-a-key").feature_extraction("a")
+    assert e.value.response.status_code == 401
+
+
+def test_feature_extraction_at_the_root_reads_model():
+    r = requests.post(
+        GATEWAY,
+        json={"model": "hf-embeddings", "inputs": ["a"]},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-hfbreaker-endpoint"] == "hfemb"
+    assert len(r.json()) == 1 and len(r.json()[0]) == 8
 
 
 def test_hub_wrong_key_raises_401():
