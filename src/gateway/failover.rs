@@ -309,14 +309,12 @@ impl Gateway {
             status,
             call.started.elapsed().as_secs_f64(),
         );
-        let stored_type = content_type.as_ref().filter(|_| !feature_extraction);
-        super::cache::store(call, hop, status, &body, stored_type);
+        let ct = content_type
+            .filter(|_| answer.keeps_content_type())
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        super::cache::store(call, hop, status, &body, Some(&ct));
         let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
-        let ct = content_type.filter(|_| answer.keeps_content_type());
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            ct.unwrap_or(HeaderValue::from_static("application/json")),
-        );
+        r.headers_mut().insert(header::CONTENT_TYPE, ct);
         Attempt::Answer(with_headers(r, route, hop, tier))
     }
 
