@@ -33,6 +33,15 @@ static CLIENTS: LazyLock<Mutex<HashMap<Key, reqwest::Client>>> =
 
 /// Settings every probe client has: no cookies, a few redirects, a warm pool.
 ///
+/// A connection unused this long is closed (hyper checks every period, so
+/// it goes within two). Short, because a peak of probes in flight (a slow
+/// scheduler tick, a burst of confirmations) opens connections that the
+/// steady rate never needs again: with 90 s the soak's 10,000 endpoints
+/// kept hundreds of them, and their buffers, for up to three minutes.
+/// Endpoints probed less often than this reconnect each time, which at
+/// such intervals costs nothing that matters.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The idle pool per host has no cap. Every endpoint on one host (the
 /// serverless router, a gateway, the benches' single target) shares that
 /// host's pool, so a cap below the probes in flight at a peak closed the
@@ -40,11 +49,11 @@ static CLIENTS: LazyLock<Mutex<HashMap<Key, reqwest::Client>>> =
 /// peak: with 32, a third of the probes at 2,000/s paid a TCP connect and
 /// close (docs/performance.md, "Probe cost"). Uncapped, the pool holds at
 /// most the peak of probes in flight to the host, which the scheduler
-/// bounds, and the idle timeout closes what a peak left.
+/// bounds, and [`POOL_IDLE_TIMEOUT`] closes what a peak left.
 pub(super) fn base_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(5))
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(usize::MAX)
         .tcp_nodelay(true)
 }

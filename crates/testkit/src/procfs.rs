@@ -3,19 +3,47 @@
 
 use std::net::SocketAddr;
 
+/// Socket inodes a process holds open.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    l.to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Established TCP connections of a process to a remote `port` (its
+/// upstream connections to one server).
+pub fn connections_to(pid: u32, port: u16) -> usize {
+    let inodes = socket_inodes(pid);
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    tcp.lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 9
+                && f[3] == "01"
+                && f[2]
+                    .split(':')
+                    .nth(1)
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+                && inodes.iter().any(|i| i == f[9])
+        })
+        .count()
+}
+
 /// The loopback address a process listens on, from /proc/net/tcp and its
 /// fds (the first listening socket found).
 pub fn listening_addr(pid: u32) -> Option<SocketAddr> {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|l| {
-            l.to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')
-                .map(str::to_string)
-        })
-        .collect();
+    let inodes = socket_inodes(pid);
     let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
     for line in tcp.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
