@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::baseline::BaselineState;
 use crate::breaker::{Breaker, Call, Snapshot, State};
 use crate::config::EndpointConfig;
 
@@ -125,10 +126,19 @@ pub struct Entry {
     consecutive_failures: u32,
     #[serde(default)]
     half_open_successes: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    half_open_slow: u32,
     /// Oldest first: `.` success, `s` slow success, `F` failure.
     window: String,
     /// The jitter generator's state.
     rng: u64,
+    /// The learned probe latency, once warmed up (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_baseline_ms: Option<f64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -166,6 +176,7 @@ impl Entry {
             backoff_step: s.backoff_step,
             consecutive_failures: s.consecutive_failures,
             half_open_successes: s.half_open_successes,
+            half_open_slow: s.half_open_slow,
             window: s
                 .window
                 .iter()
@@ -176,6 +187,7 @@ impl Entry {
                 })
                 .collect(),
             rng: s.rng,
+            latency_baseline_ms: s.baseline.log_seconds.map(|l| l.exp() * 1000.0),
         }
     }
 
@@ -205,6 +217,7 @@ impl Entry {
             open_duration: Duration::from_millis(self.open_duration_ms),
             consecutive_failures: self.consecutive_failures,
             half_open_successes: self.half_open_successes,
+            half_open_slow: self.half_open_slow,
             window: self
                 .window
                 .chars()
@@ -217,6 +230,17 @@ impl Entry {
             rng: self.rng,
             epoch: 0,
             trial_in_flight: false,
+            // Warm-up samples are not kept: a restart without a learned
+            // value warms up again.
+            baseline: BaselineState {
+                seen: 0,
+                log_seconds: self
+                    .latency_baseline_ms
+                    .filter(|ms| *ms > 0.0)
+                    .map(|ms| (ms / 1000.0).ln()),
+                warmup: Vec::new(),
+                last_ago: None,
+            },
         };
         (Breaker::restore(cfg.breaker.clone(), &snap, now), since)
     }
