@@ -26,7 +26,12 @@ fn cell_time(v: &[Option<f64>]) -> String {
 }
 
 fn row_text(ms: u64, t: Threshold, r: &Row) -> String {
-    let late = r.time_to_trip.iter().flatten().filter(|x| **x > 30.0).count();
+    let late = r
+        .time_to_trip
+        .iter()
+        .flatten()
+        .filter(|x| **x > 30.0)
+        .count();
     let rec = r.recovery_margin.iter().flatten().copied();
     let rec_max = rec.fold(f64::NEG_INFINITY, f64::max);
     let rec = if rec_max.is_finite() {
@@ -41,8 +46,16 @@ fn row_text(ms: u64, t: Threshold, r: &Row) -> String {
         r.day_trips,
         r.step_trips,
         cell_time(&r.time_to_trip),
-        if learned { format!("{:.0}%", r.day_baseline_error * 100.0) } else { "–".into() },
-        if learned { format!("{:.1}%", r.brownout_baseline_shift * 100.0) } else { "–".into() },
+        if learned {
+            format!("{:.0}%", r.day_baseline_error * 100.0)
+        } else {
+            "–".into()
+        },
+        if learned {
+            format!("{:.1}%", r.brownout_baseline_shift * 100.0)
+        } else {
+            "–".into()
+        },
     )
 }
 

@@ -177,7 +177,13 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn warm(b: &mut Baseline, cfg: &AdaptiveConfig, lat: Duration, t: &mut Instant, every: Duration) {
+    fn warm(
+        b: &mut Baseline,
+        cfg: &AdaptiveConfig,
+        lat: Duration,
+        t: &mut Instant,
+        every: Duration,
+    ) {
         for _ in 0..cfg.warmup_calls {
             b.observe(cfg, lat, *t);
             *t += every;
@@ -326,15 +332,22 @@ mod props {
     use proptest::prelude::*;
 
     fn cfg() -> impl Strategy<Value = AdaptiveConfig> {
-        (1.1f64..10.0, 1u64..100, 100u64..60_000, 1u32..50, 60u64..86_400).prop_map(
-            |(factor, min, max, warmup_calls, half_life)| AdaptiveConfig {
-                factor,
-                min: Duration::from_millis(min),
-                max: Duration::from_millis(max),
-                warmup_calls,
-                half_life: Duration::from_secs(half_life),
-            },
+        (
+            1.1f64..10.0,
+            1u64..100,
+            100u64..60_000,
+            1u32..50,
+            60u64..86_400,
         )
+            .prop_map(
+                |(factor, min, max, warmup_calls, half_life)| AdaptiveConfig {
+                    factor,
+                    min: Duration::from_millis(min),
+                    max: Duration::from_millis(max),
+                    warmup_calls,
+                    half_life: Duration::from_secs(half_life),
+                },
+            )
     }
 
     proptest! {

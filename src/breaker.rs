@@ -171,7 +171,8 @@ impl Window {
     /// Whether any of the newest `n` calls has `flag`.
     fn recent(&self, n: u32, flag: u8) -> bool {
         let size = self.slots.len();
-        (1..=n.min(self.len) as usize).any(|i| self.slots[(self.next + size - i) % size] & flag != 0)
+        (1..=n.min(self.len) as usize)
+            .any(|i| self.slots[(self.next + size - i) % size] & flag != 0)
     }
 
     fn clear(&mut self) {
@@ -890,9 +891,17 @@ mod tests {
         assert_eq!(r.latency_baseline(), Some(Duration::from_millis(80)));
         b.reconfigure(cfg(), now);
         assert_eq!(b.latency_baseline(), Some(Duration::from_millis(80)));
-        assert_eq!(b.slow_call_threshold(), Duration::from_millis(500), "fixed again");
+        assert_eq!(
+            b.slow_call_threshold(),
+            Duration::from_millis(500),
+            "fixed again"
+        );
         b.reset(now);
-        assert_eq!(b.latency_baseline(), Some(Duration::from_millis(80)), "reset keeps it");
+        assert_eq!(
+            b.latency_baseline(),
+            Some(Duration::from_millis(80)),
+            "reset keeps it"
+        );
     }
 
     #[test]

@@ -1061,7 +1061,11 @@ fn resolve_breaker(
                 b.slow_call_duration = fixed.0;
             } else {
                 let (lo, hi) = (format_bound(b2.min), format_bound(b2.max));
-                errs.at(s, f("slow_call_duration"), format!("must be between {lo} and {hi}"));
+                errs.at(
+                    s,
+                    f("slow_call_duration"),
+                    format!("must be between {lo} and {hi}"),
+                );
             }
             auto = false;
         }
@@ -1140,10 +1144,21 @@ fn resolve_adaptive(
     }
     k.min = duration(errs, &raw.min, &f("min"), k.min, bounds::ADAPTIVE_MIN);
     k.max = duration(errs, &raw.max, &f("max"), k.max, bounds::ADAPTIVE_MAX);
-    let warmup = bounded(errs, &raw.warmup_calls, &f("warmup_calls"), bounds::ADAPTIVE_WARMUP_CALLS);
+    let warmup = bounded(
+        errs,
+        &raw.warmup_calls,
+        &f("warmup_calls"),
+        bounds::ADAPTIVE_WARMUP_CALLS,
+    );
     k.warmup_calls = warmup.unwrap_or(k.warmup_calls);
     let hl = &raw.half_life;
-    k.half_life = duration(errs, hl, &f("half_life"), k.half_life, bounds::ADAPTIVE_HALF_LIFE);
+    k.half_life = duration(
+        errs,
+        hl,
+        &f("half_life"),
+        k.half_life,
+        bounds::ADAPTIVE_HALF_LIFE,
+    );
     let max_set = base.max_set || raw.max.is_some();
     if max_set
         && k.min > k.max

@@ -696,7 +696,11 @@ mod tests {
         done(&mut st, p, slow, t0 + Duration::from_millis(400));
         let (a, _, next) = plan(&mut st, t0 + Duration::from_millis(400));
         assert_eq!(a, Action::Nothing);
-        assert_eq!(next, t0 + Duration::from_secs(2), "confirm_interval, not 15 s");
+        assert_eq!(
+            next,
+            t0 + Duration::from_secs(2),
+            "confirm_interval, not 15 s"
+        );
         let p = probe(&mut st, t0 + Duration::from_secs(2));
         // fast answers end the suspicion: three in a row, and the slow call
         // below half the slow-call rate threshold (1 of 5 < 0.25)

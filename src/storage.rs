@@ -566,6 +566,34 @@ mod tests {
     }
 
     #[test]
+    fn the_learned_baseline_is_saved_and_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg("a", "http://127.0.0.1:1/");
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut b = Breaker::new(c.breaker.clone(), now, 5);
+        let e = Entry::capture(&c, &b, wall, now, wall);
+        assert_eq!(e.latency_baseline_ms, None, "nothing learned yet");
+        for i in 0..20 {
+            let (p, _) = b.try_acquire(now);
+            let d = Duration::from_millis(250);
+            b.record(
+                p.unwrap(),
+                Outcome::Success { duration: d },
+                now + Duration::from_secs(i),
+            );
+        }
+        let e = Entry::capture(&c, &b, wall, now, wall);
+        save(dir.path(), BTreeMap::from([("a".to_string(), e)])).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(text.contains("\"latency_baseline_ms\": 250"), "{text}");
+        let loaded = load(dir.path()).unwrap();
+        let (r, _) = loaded["a"].restore(&c, now, wall);
+        let got = r.latency_baseline().unwrap().as_secs_f64();
+        assert!((got - 0.25).abs() < 1e-9, "{got}");
+    }
+
+    #[test]
     fn bad_files_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
         assert!(load(dir.path()).unwrap().is_empty(), "missing file");

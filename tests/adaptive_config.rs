@@ -28,7 +28,9 @@ fn fixed_by_default_auto_globally_or_per_endpoint() {
     assert!(c.endpoints.iter().all(|e| e.breaker.adaptive.is_none()));
     assert_eq!(c.endpoints[0].breaker.slow_call_rate_threshold, 1.0);
 
-    let c = parse(&format!("global:\n  breaker:\n    slow_call_duration: auto\n{EPS}"));
+    let c = parse(&format!(
+        "global:\n  breaker:\n    slow_call_duration: auto\n{EPS}"
+    ));
     let a = c.endpoints[0].breaker.adaptive.expect("auto");
     assert_eq!(
         a,
@@ -38,17 +40,25 @@ fn fixed_by_default_auto_globally_or_per_endpoint() {
         },
         "max defaults to the probe timeout"
     );
-    assert_eq!(c.endpoints[1].breaker.adaptive.unwrap().max, Duration::from_secs(2));
+    assert_eq!(
+        c.endpoints[1].breaker.adaptive.unwrap().max,
+        Duration::from_secs(2)
+    );
     // auto turns the slow-call rule on; the fixed value applies while warming up
     assert_eq!(c.endpoints[0].breaker.slow_call_rate_threshold, 0.5);
-    assert_eq!(c.endpoints[0].breaker.slow_call_duration, Duration::from_secs(5));
+    assert_eq!(
+        c.endpoints[0].breaker.slow_call_duration,
+        Duration::from_secs(5)
+    );
 
     // per endpoint, and a written rate (here or inherited) is kept
     let yaml = EPS.replace(
         "    timeout: 2s\n",
         "    timeout: 2s\n    breaker: {slow_call_duration: auto}\n",
     );
-    let c = parse(&format!("global:\n  breaker:\n    slow_call_rate_threshold: 0.8\n{yaml}"));
+    let c = parse(&format!(
+        "global:\n  breaker:\n    slow_call_rate_threshold: 0.8\n{yaml}"
+    ));
     assert!(c.endpoints[0].breaker.adaptive.is_none());
     assert_eq!(c.endpoints[1].breaker.slow_call_rate_threshold, 0.8);
     assert!(c.endpoints[1].breaker.adaptive.is_some());
@@ -58,10 +68,15 @@ fn fixed_by_default_auto_globally_or_per_endpoint() {
         "    timeout: 2s\n",
         "    timeout: 2s\n    breaker: {slow_call_duration: 800ms}\n",
     );
-    let c = parse(&format!("global:\n  breaker:\n    slow_call_duration: auto\n{yaml}"));
+    let c = parse(&format!(
+        "global:\n  breaker:\n    slow_call_duration: auto\n{yaml}"
+    ));
     assert!(c.endpoints[0].breaker.adaptive.is_some());
     assert!(c.endpoints[1].breaker.adaptive.is_none());
-    assert_eq!(c.endpoints[1].breaker.slow_call_duration, Duration::from_millis(800));
+    assert_eq!(
+        c.endpoints[1].breaker.slow_call_duration,
+        Duration::from_millis(800)
+    );
 }
 
 #[test]
@@ -76,7 +91,13 @@ fn knobs_are_inherited_and_max_never_exceeds_the_timeout() {
     let a = c.endpoints[0].breaker.adaptive.unwrap();
     assert_eq!(
         (a.factor, a.min, a.max, a.warmup_calls, a.half_life),
-        (3.0, Duration::from_millis(50), Duration::from_secs(5), 20, Duration::from_secs(1800))
+        (
+            3.0,
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+            20,
+            Duration::from_secs(1800)
+        )
     );
     let b = c.endpoints[1].breaker.adaptive.unwrap();
     assert_eq!((b.factor, b.warmup_calls), (4.0, 5));
@@ -87,25 +108,66 @@ fn knobs_are_inherited_and_max_never_exceeds_the_timeout() {
 #[test]
 fn bounds_and_mistakes_are_reported_with_position() {
     for (block, want) in [
-        ("adaptive: {factor: 1.0}", "a.yml:3:24: global.breaker.adaptive.factor: must be between 1.1 and 100"),
-        ("adaptive: {factor: 101}", "a.yml:3:24: global.breaker.adaptive.factor: must be between 1.1 and 100"),
-        ("adaptive: {warmup_calls: 0}", "a.yml:3:30: global.breaker.adaptive.warmup_calls: must be between 1 and 100"),
-        ("adaptive: {warmup_calls: 101}", "a.yml:3:30: global.breaker.adaptive.warmup_calls: must be between 1 and 100"),
-        ("adaptive: {half_life: 59s}", "a.yml:3:27: global.breaker.adaptive.half_life: must be between 1m and 24h"),
-        ("adaptive: {half_life: 25h}", "a.yml:3:27: global.breaker.adaptive.half_life: must be between 1m and 24h"),
-        ("adaptive: {min: 0ms}", "a.yml:3:21: global.breaker.adaptive.min: must be between 1ms and 5m"),
-        ("adaptive: {max: 6m}", "a.yml:3:21: global.breaker.adaptive.max: must be between 1ms and 5m"),
-        ("adaptive: {min: 2s, max: 1s}", "a.yml:3:21: global.breaker.adaptive.min: must not be above adaptive.max"),
-        ("slow_call_duration: 0ms", "a.yml:3:25: global.breaker.slow_call_duration: must be between 1ms and 5m"),
-        ("adaptive: {speed: 1}", "a.yml:3:15: global.breaker.adaptive: unknown field `speed`"),
+        (
+            "adaptive: {factor: 1.0}",
+            "a.yml:3:24: global.breaker.adaptive.factor: must be between 1.1 and 100",
+        ),
+        (
+            "adaptive: {factor: 101}",
+            "a.yml:3:24: global.breaker.adaptive.factor: must be between 1.1 and 100",
+        ),
+        (
+            "adaptive: {warmup_calls: 0}",
+            "a.yml:3:30: global.breaker.adaptive.warmup_calls: must be between 1 and 100",
+        ),
+        (
+            "adaptive: {warmup_calls: 101}",
+            "a.yml:3:30: global.breaker.adaptive.warmup_calls: must be between 1 and 100",
+        ),
+        (
+            "adaptive: {half_life: 59s}",
+            "a.yml:3:27: global.breaker.adaptive.half_life: must be between 1m and 24h",
+        ),
+        (
+            "adaptive: {half_life: 25h}",
+            "a.yml:3:27: global.breaker.adaptive.half_life: must be between 1m and 24h",
+        ),
+        (
+            "adaptive: {min: 0ms}",
+            "a.yml:3:21: global.breaker.adaptive.min: must be between 1ms and 5m",
+        ),
+        (
+            "adaptive: {max: 6m}",
+            "a.yml:3:21: global.breaker.adaptive.max: must be between 1ms and 5m",
+        ),
+        (
+            "adaptive: {min: 2s, max: 1s}",
+            "a.yml:3:21: global.breaker.adaptive.min: must not be above adaptive.max",
+        ),
+        (
+            "slow_call_duration: 0ms",
+            "a.yml:3:25: global.breaker.slow_call_duration: must be between 1ms and 5m",
+        ),
+        (
+            "adaptive: {speed: 1}",
+            "a.yml:3:16: speed: unknown field `speed`, expected one of factor, min, max, warmup_calls, half_life",
+        ),
     ] {
         let e = err(&format!("global:\n  breaker:\n    {block}\n{EPS}"));
         assert!(e.starts_with(want), "{block}:\n got {e}\nwant {want}");
     }
-    let e = err(&format!("global:\n  breaker:\n    slow_call_duration: automatic\n{EPS}"));
-    assert!(e.contains("global.breaker.slow_call_duration") && e.contains("or auto"), "{e}");
+    let e = err(&format!(
+        "global:\n  breaker:\n    slow_call_duration: automatic\n{EPS}"
+    ));
+    assert!(
+        e.starts_with("a.yml:3:25: slow_call_duration: invalid duration") && e.contains("or auto"),
+        "{e}"
+    );
     // every bound is reachable
-    let (lo, hi) = (bounds::ADAPTIVE_HALF_LIFE.min, bounds::ADAPTIVE_HALF_LIFE.max);
+    let (lo, hi) = (
+        bounds::ADAPTIVE_HALF_LIFE.min,
+        bounds::ADAPTIVE_HALF_LIFE.max,
+    );
     for hl in [lo, hi] {
         let c = parse(&format!(
             "global:\n  breaker:\n    slow_call_duration: auto\n    adaptive: {{half_life: {}s, factor: 1.1, warmup_calls: 100, min: 1ms, max: 5m}}\n{EPS}",

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use testkit::adaptive::{
-    ONSET, Threshold, endpoint_config, evaluate, evaluate_config, Scenarios, run,
+    ONSET, Scenarios, Threshold, endpoint_config, evaluate, evaluate_config, run,
 };
 
 const SEEDS: [u64; 4] = [1, 2, 3, 4];
@@ -20,7 +20,10 @@ fn learned_thresholds_meet_the_criteria_at_every_baseline() {
         let base = Duration::from_millis(ms);
         let row = evaluate(base, Threshold::Learned, &SEEDS);
         let ctx = format!("{ms} ms: {row:?}");
-        assert_eq!(row.day_trips, 0, "24 h of jitter, outliers and drift: {ctx}");
+        assert_eq!(
+            row.day_trips, 0,
+            "24 h of jitter, outliers and drift: {ctx}"
+        );
         assert_eq!(row.step_trips, 0, "a step to 1.5x: {ctx}");
         assert_eq!(row.early_trips, 0, "before the brownout: {ctx}");
         for t in &row.time_to_trip {
@@ -46,7 +49,10 @@ fn the_fixed_default_misses_fast_brownouts_that_hand_tuning_catches() {
         let default = evaluate(base, Threshold::FixedDefault, &SEEDS[..1]);
         assert_eq!(default.time_to_trip, [None], "{ms} ms: {default:?}");
         let tuned = evaluate(base, Threshold::HandTuned, &SEEDS[..1]);
-        assert!(tuned.time_to_trip[0].is_some_and(|t| t <= 30.0), "{tuned:?}");
+        assert!(
+            tuned.time_to_trip[0].is_some_and(|t| t <= 30.0),
+            "{tuned:?}"
+        );
     }
 }
 
@@ -60,10 +66,7 @@ fn without_fast_confirmation_of_slow_calls_the_criterion_fails() {
     let mut cfg = endpoint_config(base, Threshold::Learned);
     cfg.confirm_interval = cfg.interval;
     let row = evaluate_config(base, &cfg, &SEEDS[..1]);
-    assert!(
-        row.time_to_trip[0].is_none_or(|t| t > 30.0),
-        "{row:?}"
-    );
+    assert!(row.time_to_trip[0].is_none_or(|t| t > 30.0), "{row:?}");
 }
 
 /// The threshold is learned within 60 s at a 1 s interval.
@@ -73,11 +76,22 @@ fn learned_within_a_minute_at_a_one_second_interval() {
     let mut cfg = endpoint_config(base, Threshold::Learned);
     cfg.interval = Duration::from_secs(1);
     let s = Scenarios::new(base);
-    let t = run(&cfg, &s.step(), Duration::from_secs(61), &[Duration::from_secs(60)], 1);
+    let t = run(
+        &cfg,
+        &s.step(),
+        Duration::from_secs(61),
+        &[Duration::from_secs(60)],
+        1,
+    );
     let (baseline, _) = t.checkpoint(Duration::from_secs(60));
     let b = baseline.expect("warmed up within 60 s").as_secs_f64();
     assert!((b / 0.3 - 1.0).abs() < 0.15, "{b}");
-    let learned = t.log.iter().find(|p| p.0 >= Duration::from_secs(59)).unwrap().2;
+    let learned = t
+        .log
+        .iter()
+        .find(|p| p.0 >= Duration::from_secs(59))
+        .unwrap()
+        .2;
     assert!(learned < Duration::from_secs(1), "{learned:?}");
     assert!(ONSET > Duration::from_secs(60));
 }

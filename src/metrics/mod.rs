@@ -399,7 +399,9 @@ const GAUGES: [Gauge; 12] = [
     (&f::CIRCUIT_FAILURE_RATE_THRESHOLD, |e| {
         e.failure_rate_threshold
     }),
-    (&f::CIRCUIT_SLOW_CALL_DURATION, |e| e.slow_call_duration.get()),
+    (&f::CIRCUIT_SLOW_CALL_DURATION, |e| {
+        e.slow_call_duration.get()
+    }),
     (&f::PROBE_SUCCESS, |e| {
         e.success.load(Ordering::Relaxed) as f64
     }),

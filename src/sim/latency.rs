@@ -103,8 +103,7 @@ impl Latency {
             return 1.0;
         }
         let phase = t.as_secs_f64() / self.drift_period.0.as_secs_f64();
-        self.drift
-            .powf((std::f64::consts::TAU * phase).sin() / 2.0)
+        self.drift.powf((std::f64::consts::TAU * phase).sin() / 2.0)
     }
 
     /// The median latency at `t` (drift and brownout, no jitter).

@@ -352,9 +352,7 @@ pub fn evaluate_config(base: Duration, cfg: &EndpointConfig, seeds: &[u64]) -> R
         let closed = t.closes.iter().find(|c| **c >= end);
         let (_, open_at_end) = t.checkpoint(end);
         row.recovery_margin.push(match (first, closed) {
-            (Some(_), Some(c)) => {
-                Some((*c - end).as_secs_f64() - open_at_end.as_secs_f64())
-            }
+            (Some(_), Some(c)) => Some((*c - end).as_secs_f64() - open_at_end.as_secs_f64()),
             _ => None,
         });
         if let (Some(b0), Some(b1)) = (t.checkpoint(ONSET).0, t.checkpoint(after).0) {
