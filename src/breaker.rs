@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::baseline::{AdaptiveConfig, Baseline, BaselineState};
 use crate::label::label_enum;
 
 label_enum! {
@@ -50,6 +51,9 @@ pub struct BreakerConfig {
     pub open_duration: Duration,
     pub max_open_duration: Duration,
     pub success_threshold: u32,
+    /// `slow_call_duration: auto`: the threshold is learned from the
+    /// endpoint's latency; `slow_call_duration` applies during the warm-up.
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 impl Default for BreakerConfig {
@@ -64,6 +68,7 @@ impl Default for BreakerConfig {
             open_duration: Duration::from_secs(60),
             max_open_duration: Duration::from_secs(600),
             success_threshold: 2,
+            adaptive: None,
         }
     }
 }
@@ -116,6 +121,9 @@ struct Window {
 const FAILED: u8 = 1;
 const SLOW: u8 = 2;
 
+/// A slow call among this many newest calls keeps the endpoint a suspect.
+const SLOW_SUSPECT_CALLS: u32 = 3;
+
 /// Highest backoff step: 2^31 times any open period is past every cap.
 const MAX_STEP: u32 = 31;
 
@@ -158,6 +166,13 @@ impl Window {
             w.push(c & (FAILED | SLOW));
         }
         w
+    }
+
+    /// Whether any of the newest `n` calls has `flag`.
+    fn recent(&self, n: u32, flag: u8) -> bool {
+        let size = self.slots.len();
+        (1..=n.min(self.len) as usize)
+            .any(|i| self.slots[(self.next + size - i) % size] & flag != 0)
     }
 
     fn clear(&mut self) {
@@ -229,6 +244,8 @@ pub struct Snapshot {
     pub open_duration: Duration,
     pub consecutive_failures: u32,
     pub half_open_successes: u32,
+    /// Half-open trials that succeeded slower than the threshold.
+    pub half_open_slow: u32,
     /// The window's calls, oldest first.
     pub window: Vec<Call>,
     /// The jitter generator, so that a restored breaker draws the same periods.
@@ -237,6 +254,8 @@ pub struct Snapshot {
     /// outlives the process sets it to 0 and `trial_in_flight` to false.
     pub epoch: u64,
     pub trial_in_flight: bool,
+    /// The learned latency baseline.
+    pub baseline: BaselineState,
 }
 
 /// Spreads nearby seeds (endpoint 1, 2, 3...) over the whole state space.
@@ -261,10 +280,22 @@ pub struct Breaker {
     current_open: Duration,
     consecutive_failures: u32,
     half_open_successes: u32,
+    half_open_slow: u32,
     trial_in_flight: bool,
     window: Window,
     rng: u64,
+    baseline: Baseline,
 }
+
+/// How the baseline learns when the threshold is fixed: it is still shown,
+/// and ready should the endpoint switch to `auto`.
+const LEARNING: AdaptiveConfig = AdaptiveConfig {
+    factor: 2.0,
+    min: Duration::from_millis(10),
+    max: Duration::from_secs(10),
+    warmup_calls: 20,
+    half_life: Duration::from_secs(3600),
+};
 
 impl Breaker {
     /// `seed` drives the ±10% backoff jitter; give each endpoint its own.
@@ -280,9 +311,11 @@ impl Breaker {
             open_until: None,
             consecutive_failures: 0,
             half_open_successes: 0,
+            half_open_slow: 0,
             trial_in_flight: false,
             window,
             rng: splitmix64(seed) | 1,
+            baseline: Baseline::new(),
         }
     }
 
@@ -317,10 +350,12 @@ impl Breaker {
             open_duration: self.current_open,
             consecutive_failures: self.consecutive_failures,
             half_open_successes: self.half_open_successes,
+            half_open_slow: self.half_open_slow,
             window: self.window.calls().map(Call::of_flags).collect(),
             rng: self.rng,
             epoch: self.epoch,
             trial_in_flight: self.trial_in_flight,
+            baseline: self.baseline.snapshot(now),
         }
     }
 
@@ -349,10 +384,16 @@ impl Breaker {
             } else {
                 0
             },
+            half_open_slow: if snap.state == State::HalfOpen {
+                snap.half_open_slow
+            } else {
+                0
+            },
             trial_in_flight: snap.state == State::HalfOpen && snap.trial_in_flight,
             window,
             // xorshift never leaves a non-zero state, but 0 would stick there.
             rng: if snap.rng == 0 { 1 } else { snap.rng },
+            baseline: Baseline::restore(&snap.baseline, now),
             cfg,
         }
     }
@@ -393,6 +434,36 @@ impl Breaker {
         self.window.slow_ratio()
     }
 
+    /// Above this a successful probe is a slow call: the fixed
+    /// `slow_call_duration`, or with `auto` the learned threshold once warm.
+    pub fn slow_call_threshold(&self) -> Duration {
+        match &self.cfg.adaptive {
+            Some(a) => self.baseline.threshold(a, self.cfg.slow_call_duration),
+            None => self.cfg.slow_call_duration,
+        }
+    }
+
+    /// The endpoint's learned probe latency, once warmed up.
+    pub fn latency_baseline(&self) -> Option<Duration> {
+        self.baseline.value()
+    }
+
+    /// Whether the slow-call rule can trip at all.
+    fn slow_rule(&self) -> bool {
+        self.cfg.slow_call_rate_threshold < 1.0
+    }
+
+    /// A slow call is confirmed like a failure: while one of the newest
+    /// [`SLOW_SUSPECT_CALLS`] calls was slow, or slow calls fill half of what
+    /// trips (so that a fast answer or two amid a brownout's slow ones do not
+    /// end the confirmation).
+    fn slow_suspect(&self) -> bool {
+        self.slow_rule()
+            && (self.window.recent(SLOW_SUSPECT_CALLS, SLOW)
+                || (self.window.slow > 0
+                    && self.window.slow_ratio() >= self.cfg.slow_call_rate_threshold / 2.0))
+    }
+
     pub fn window_len(&self) -> u32 {
         self.window.len
     }
@@ -409,7 +480,9 @@ impl Breaker {
     /// Whether a failure is being confirmed: the scheduler probes faster then.
     pub fn confirming(&self) -> bool {
         match self.state {
-            State::Closed | State::ForcedClosed => self.consecutive_failures > 0,
+            State::Closed | State::ForcedClosed => {
+                self.consecutive_failures > 0 || self.slow_suspect()
+            }
             State::HalfOpen => true,
             State::Open | State::ForcedOpen => false,
         }
@@ -459,6 +532,20 @@ impl Breaker {
                 self.trial_in_flight = false;
                 match outcome {
                     Outcome::Ignored => None,
+                    // A trial slower than the threshold does not count towards
+                    // closing; `success_threshold` of them reopen: the brownout
+                    // goes on. One slow outlier costs one more trial.
+                    Outcome::Success { duration }
+                        if self.slow_rule() && duration > self.slow_call_threshold() =>
+                    {
+                        self.half_open_slow += 1;
+                        if self.half_open_slow >= self.cfg.success_threshold {
+                            self.backoff_step = (self.backoff_step + 1).min(MAX_STEP);
+                            Some(self.trip(TripReason::SlowCalls, now))
+                        } else {
+                            None
+                        }
+                    }
                     Outcome::Success { .. } => {
                         self.half_open_successes += 1;
                         if self.half_open_successes >= self.cfg.success_threshold {
@@ -484,8 +571,13 @@ impl Breaker {
             Outcome::Ignored => return None,
             Outcome::Success { duration } => {
                 self.consecutive_failures = 0;
-                let slow = duration > self.cfg.slow_call_duration;
+                let slow = duration > self.slow_call_threshold();
                 self.window.push(if slow { SLOW } else { 0 });
+                // Learn only what `closed` sees: not a forced state, not a trial.
+                if self.state == State::Closed {
+                    let learning = self.cfg.adaptive.as_ref().unwrap_or(&LEARNING);
+                    self.baseline.observe(learning, duration, now);
+                }
             }
             Outcome::Failure => {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
@@ -563,6 +655,7 @@ impl Breaker {
         self.epoch = self.epoch.wrapping_add(1);
         self.trial_in_flight = false;
         self.half_open_successes = 0;
+        self.half_open_slow = 0;
         if to != State::Open {
             self.open_until = None;
         }
@@ -660,6 +753,7 @@ mod tests {
             open_duration: Duration::from_secs(10),
             max_open_duration: Duration::from_secs(60),
             success_threshold: 2,
+            adaptive: None,
         }
     }
 
@@ -680,6 +774,134 @@ mod tests {
             assert_eq!(call(b, Outcome::Failure, now), None);
         }
         call(b, Outcome::Failure, now).expect("trips on the third failure")
+    }
+
+    fn auto() -> BreakerConfig {
+        BreakerConfig {
+            slow_call_rate_threshold: 0.5,
+            adaptive: Some(AdaptiveConfig {
+                warmup_calls: 3,
+                ..AdaptiveConfig::default()
+            }),
+            ..cfg()
+        }
+    }
+
+    fn ok_in(ms: u64) -> Outcome {
+        Outcome::Success {
+            duration: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn auto_threshold_is_fixed_until_warm_then_learned_and_trips_slow_calls() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(auto(), t0, 1);
+        assert_eq!(b.slow_call_threshold(), Duration::from_millis(500));
+        assert_eq!(b.latency_baseline(), None);
+        let mut now = t0;
+        for _ in 0..3 {
+            now += Duration::from_secs(15);
+            assert_eq!(call(&mut b, ok_in(100), now), None);
+        }
+        assert_eq!(b.latency_baseline(), Some(Duration::from_millis(100)));
+        assert_eq!(b.slow_call_threshold(), Duration::from_millis(200));
+        // 250 ms was fast under the fixed 500 ms; now it is slow
+        let mut trip = None;
+        while trip.is_none() && b.window_len() < 10 {
+            now += Duration::from_secs(1);
+            trip = call(&mut b, ok_in(250), now);
+        }
+        assert_eq!(trip.and_then(|t| t.trip), Some(TripReason::SlowCalls));
+        assert_eq!(b.window_len(), 6, "min_calls");
+        // nothing is learned while open, half-open or forced closed
+        let before = b.latency_baseline();
+        b.force_closed(now);
+        call(&mut b, ok_in(5000), now + Duration::from_secs(3600));
+        assert_eq!(b.latency_baseline(), before);
+    }
+
+    #[test]
+    fn fixed_threshold_still_learns_the_baseline_for_display() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 1);
+        for i in 0..20 {
+            call(&mut b, ok_in(40), t0 + Duration::from_secs(i));
+        }
+        assert_eq!(b.latency_baseline(), Some(Duration::from_millis(40)));
+        assert_eq!(b.slow_call_threshold(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_slow_call_makes_a_suspect_until_three_fast_ones() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(auto(), t0, 1);
+        call(&mut b, OK, t0);
+        assert!(!b.confirming());
+        call(&mut b, SLOW_OK, t0);
+        assert!(b.confirming(), "a slow call is confirmed like a failure");
+        for i in 0..3 {
+            assert!(b.confirming(), "{i}");
+            call(&mut b, OK, t0);
+        }
+        // the window holds 1 slow of 5 (< half of 0.5): no longer a suspect
+        assert!(!b.confirming());
+        // the slow-call rule off (rate 1.0): slow calls are not confirmed
+        let mut off = Breaker::new(cfg_rate(1.0), t0, 1);
+        call(&mut off, SLOW_OK, t0);
+        assert!(!off.confirming());
+    }
+
+    fn cfg_rate(rate: f64) -> BreakerConfig {
+        BreakerConfig {
+            slow_call_rate_threshold: rate,
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn slow_trials_do_not_close_and_enough_of_them_reopen() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(auto(), t0, 1);
+        trip(&mut b, t0);
+        let until = b.open_until().unwrap();
+        // one slow trial (an outlier) is inconclusive: half-open, another trial
+        assert_eq!(call(&mut b, SLOW_OK, until), None);
+        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(call(&mut b, OK, until), None);
+        assert_eq!(call(&mut b, OK, until).map(|t| t.to), Some(State::Closed));
+        // success_threshold (2) slow trials: the brownout goes on
+        trip(&mut b, until);
+        let until = b.open_until().unwrap();
+        call(&mut b, SLOW_OK, until);
+        let t = call(&mut b, SLOW_OK, until).expect("reopens");
+        assert_eq!((t.to, t.trip), (State::Open, Some(TripReason::SlowCalls)));
+        assert_eq!(b.backoff_step(), 1);
+    }
+
+    #[test]
+    fn the_baseline_survives_snapshot_restore_and_reconfigure() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(auto(), t0, 1);
+        for i in 0..3 {
+            call(&mut b, ok_in(80), t0 + Duration::from_secs(i));
+        }
+        let now = t0 + Duration::from_secs(10);
+        let r = Breaker::restore(cfg(), &b.snapshot(now), now);
+        assert_eq!(r.latency_baseline(), Some(Duration::from_millis(80)));
+        b.reconfigure(cfg(), now);
+        assert_eq!(b.latency_baseline(), Some(Duration::from_millis(80)));
+        assert_eq!(
+            b.slow_call_threshold(),
+            Duration::from_millis(500),
+            "fixed again"
+        );
+        b.reset(now);
+        assert_eq!(
+            b.latency_baseline(),
+            Some(Duration::from_millis(80)),
+            "reset keeps it"
+        );
     }
 
     #[test]
@@ -1229,10 +1451,12 @@ mod tests {
             open_duration: Duration::from_secs(5),
             consecutive_failures: u32::MAX,
             half_open_successes: u32::MAX,
+            half_open_slow: u32::MAX,
             window: vec![Call::Failure; 1000],
             rng: 0,
             epoch: u64::MAX,
             trial_in_flight: true,
+            baseline: Default::default(),
         };
         let mut b = Breaker::restore(cfg(), &snap, t0);
         assert_eq!(b.state(), State::Open);
@@ -1308,6 +1532,11 @@ mod props {
                 open_duration: Duration::from_secs(open),
                 max_open_duration: Duration::from_secs(open * 8),
                 success_threshold: st,
+                adaptive: (open % 2 == 0).then(|| AdaptiveConfig {
+                    warmup_calls: 3,
+                    min: Duration::from_millis(50),
+                    ..AdaptiveConfig::default()
+                }),
             },
         )
     }
@@ -1420,7 +1649,7 @@ mod props {
             String::new()
         };
         format!(
-            "{out} {finished} {:?} {:?} {:?} {} {} {} {} {:?} {} {}",
+            "{out} {finished} {:?} {:?} {:?} {} {} {} {} {:?} {} {} {:?} {:?} {}",
             b.state(),
             b.since(),
             b.open_until().map(|u| u.max(floor)),
@@ -1431,6 +1660,9 @@ mod props {
             b.open_duration(),
             b.trial_in_flight(),
             b.backoff_step(),
+            b.slow_call_threshold(),
+            b.latency_baseline(),
+            b.confirming(),
         )
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
+use crate::baseline::AdaptiveConfig;
 use crate::breaker::BreakerConfig;
 use crate::classify::Reason;
 use crate::label::label_enum;
@@ -230,12 +231,48 @@ struct RawBreaker {
     failure_rate_threshold: Option<Spanned<f64>>,
     window: Option<Spanned<u32>>,
     min_calls: Option<Spanned<u32>>,
-    slow_call_duration: Option<Spanned<HumanDuration>>,
+    slow_call_duration: Option<Spanned<SlowCallDuration>>,
     slow_call_rate_threshold: Option<Spanned<f64>>,
     open_duration: Option<Spanned<HumanDuration>>,
     max_open_duration: Option<Spanned<HumanDuration>>,
     success_threshold: Option<Spanned<u32>>,
     enforce: Option<bool>,
+    #[serde(default)]
+    adaptive: RawAdaptive,
+}
+
+/// `breaker.adaptive`: the knobs of `slow_call_duration: auto`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdaptive {
+    factor: Option<Spanned<f64>>,
+    min: Option<Spanned<HumanDuration>>,
+    max: Option<Spanned<HumanDuration>>,
+    warmup_calls: Option<Spanned<u32>>,
+    half_life: Option<Spanned<HumanDuration>>,
+}
+
+/// `slow_call_duration`: a duration, or `auto` (learned per endpoint).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlowCallDuration {
+    Auto,
+    Fixed(HumanDuration),
+}
+
+impl<'de> Deserialize<'de> for SlowCallDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim() == "auto" {
+            return Ok(SlowCallDuration::Auto);
+        }
+        humantime::parse_duration(s.trim())
+            .map(|d| SlowCallDuration::Fixed(HumanDuration(d)))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {s:?} ({e}); write e.g. \"5s\" or \"800ms\", or auto"
+                ))
+            })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +391,28 @@ pub fn default_timeout() -> Duration {
 pub fn default_confirm_interval() -> Duration {
     Duration::from_secs(1)
 }
+/// The knobs of `slow_call_duration: auto`, chosen from the evaluation in
+/// docs/performance.md ("Learned slow-call thresholds"): 2x the baseline
+/// trips a 3x brownout within 30 s (2.5x was late on one run in twenty) and
+/// not a 1.5x step, jitter or outliers; a floor of 10 ms keeps
+/// loopback-fast endpoints from calling their scheduling noise slow; `max`
+/// defaults to the probe timeout (and is never above it); 20 warm-up calls
+/// are learned within 60 s at a 1 s interval; a one-hour half-life follows a
+/// daily drift and learns a few percent from minutes of brownout.
+pub fn default_adaptive() -> AdaptiveConfig {
+    AdaptiveConfig {
+        factor: 2.0,
+        min: Duration::from_millis(10),
+        max: bounds::ADAPTIVE_MAX.max,
+        warmup_calls: 20,
+        half_life: Duration::from_secs(3600),
+    }
+}
+/// With `slow_call_duration: auto` the slow-call rule is on unless
+/// `slow_call_rate_threshold` says otherwise: half the window slow trips.
+pub fn default_auto_slow_call_rate_threshold() -> f64 {
+    0.5
+}
 pub fn default_max_body_bytes() -> u64 {
     256 * 1024
 }
@@ -411,6 +470,26 @@ pub mod bounds {
     pub const SLOW_CALL_DURATION: Bounds<Duration> = Bounds {
         min: ms(1),
         max: ms(5 * 60_000),
+    };
+    /// `breaker.adaptive.factor`: above 1 (the baseline itself is no
+    /// threshold), at most 100 (beyond that the timeout decides anyway).
+    pub const ADAPTIVE_FACTOR: Bounds<f64> = Bounds {
+        min: 1.1,
+        max: 100.0,
+    };
+    /// `breaker.adaptive.min` and `.max`: as `slow_call_duration`.
+    pub const ADAPTIVE_MIN: Bounds<Duration> = SLOW_CALL_DURATION;
+    pub const ADAPTIVE_MAX: Bounds<Duration> = SLOW_CALL_DURATION;
+    /// Successes before the learned threshold applies; all are kept until then.
+    pub const ADAPTIVE_WARMUP_CALLS: Bounds<u32> = Bounds {
+        min: 1,
+        max: crate::baseline::MAX_WARMUP,
+    };
+    /// How fast the baseline follows: a minute learns a brownout in
+    /// minutes; a day cannot follow a daily drift.
+    pub const ADAPTIVE_HALF_LIFE: Bounds<Duration> = Bounds {
+        min: ms(60_000),
+        max: ms(24 * HOUR),
     };
     /// First open period and cap of the doubling backoff: at most a day,
     /// so every open period ends and every timestamp stays printable.
@@ -972,12 +1051,11 @@ fn bounded<T: PartialOrd + Copy + fmt::Display>(
 /// Applies `raw` over `base`; `prefix` is the field path of the breaker block.
 fn resolve_breaker(
     raw: &RawBreaker,
-    base: &BreakerConfig,
-    base_enforce: bool,
+    base: &BreakerBase,
     prefix: &str,
     errs: &mut Errors,
-) -> (BreakerConfig, bool) {
-    let mut b = base.clone();
+) -> BreakerBase {
+    let mut b = base.cfg.clone();
     let f = |name: &str| format!("{prefix}.{name}");
     for (v, name, target, range) in [
         (
@@ -1025,12 +1103,6 @@ fn resolve_breaker(
     );
     for (v, name, target, range) in [
         (
-            &raw.slow_call_duration,
-            "slow_call_duration",
-            &mut b.slow_call_duration,
-            bounds::SLOW_CALL_DURATION,
-        ),
-        (
             &raw.open_duration,
             "open_duration",
             &mut b.open_duration,
@@ -1045,8 +1117,125 @@ fn resolve_breaker(
     ] {
         *target = duration(errs, v, &f(name), *target, range);
     }
+    let mut auto = base.auto;
+    match &raw.slow_call_duration {
+        Some(s) if s.value == SlowCallDuration::Auto => auto = true,
+        Some(s) => {
+            let SlowCallDuration::Fixed(fixed) = s.value else {
+                unreachable!()
+            };
+            let b2 = bounds::SLOW_CALL_DURATION;
+            if b2.contains(&fixed.0) {
+                b.slow_call_duration = fixed.0;
+            } else {
+                let (lo, hi) = (format_bound(b2.min), format_bound(b2.max));
+                errs.at(
+                    s,
+                    f("slow_call_duration"),
+                    format!("must be between {lo} and {hi}"),
+                );
+            }
+            auto = false;
+        }
+        None => {}
+    }
     check_breaker_limits(raw, &mut b, prefix, errs);
-    (b, raw.enforce.unwrap_or(base_enforce))
+    let (knobs, max_set) = resolve_adaptive(&raw.adaptive, base, &f("adaptive"), errs);
+    BreakerBase {
+        cfg: b,
+        enforce: raw.enforce.unwrap_or(base.enforce),
+        auto,
+        knobs,
+        max_set,
+        rate_set: base.rate_set || raw.slow_call_rate_threshold.is_some(),
+    }
+}
+
+/// A breaker block as an endpoint inherits it: the thresholds, and what
+/// `auto` needs until the endpoint's timeout is known.
+#[derive(Clone, Debug)]
+struct BreakerBase {
+    cfg: BreakerConfig,
+    enforce: bool,
+    /// `slow_call_duration: auto` here or inherited.
+    auto: bool,
+    knobs: AdaptiveConfig,
+    /// `adaptive.max` was written (else it is the probe timeout).
+    max_set: bool,
+    /// `slow_call_rate_threshold` was written (else `auto` turns it on).
+    rate_set: bool,
+}
+
+impl Default for BreakerBase {
+    fn default() -> Self {
+        BreakerBase {
+            cfg: BreakerConfig::default(),
+            enforce: true,
+            auto: false,
+            knobs: default_adaptive(),
+            max_set: false,
+            rate_set: false,
+        }
+    }
+}
+
+impl BreakerBase {
+    /// The endpoint's breaker: with `auto`, `adaptive.max` is never above
+    /// the probe `timeout` (a slower probe is a failure, not a slow call).
+    fn finish(&self, timeout: Duration) -> BreakerConfig {
+        let mut cfg = self.cfg.clone();
+        if self.auto {
+            let mut k = self.knobs;
+            if !self.max_set || k.max > timeout {
+                k.max = timeout;
+            }
+            cfg.adaptive = Some(k);
+            if !self.rate_set {
+                cfg.slow_call_rate_threshold = default_auto_slow_call_rate_threshold();
+            }
+        }
+        cfg
+    }
+}
+
+/// `breaker.adaptive` over the inherited knobs; whether `max` is written.
+fn resolve_adaptive(
+    raw: &RawAdaptive,
+    base: &BreakerBase,
+    prefix: &str,
+    errs: &mut Errors,
+) -> (AdaptiveConfig, bool) {
+    let mut k = base.knobs;
+    let f = |name: &str| format!("{prefix}.{name}");
+    if let Some(v) = bounded(errs, &raw.factor, &f("factor"), bounds::ADAPTIVE_FACTOR) {
+        k.factor = v;
+    }
+    k.min = duration(errs, &raw.min, &f("min"), k.min, bounds::ADAPTIVE_MIN);
+    k.max = duration(errs, &raw.max, &f("max"), k.max, bounds::ADAPTIVE_MAX);
+    let warmup = bounded(
+        errs,
+        &raw.warmup_calls,
+        &f("warmup_calls"),
+        bounds::ADAPTIVE_WARMUP_CALLS,
+    );
+    k.warmup_calls = warmup.unwrap_or(k.warmup_calls);
+    let hl = &raw.half_life;
+    k.half_life = duration(
+        errs,
+        hl,
+        &f("half_life"),
+        k.half_life,
+        bounds::ADAPTIVE_HALF_LIFE,
+    );
+    let max_set = base.max_set || raw.max.is_some();
+    if max_set
+        && k.min > k.max
+        && let Some(s) = raw.min.as_ref().or(raw.max.as_ref())
+    {
+        errs.at(s, f("min"), "must not be above adaptive.max");
+        k.min = k.max;
+    }
+    (k, max_set)
 }
 
 /// Settings that are each valid but contradict one another; the error goes
@@ -1083,24 +1272,18 @@ fn check_breaker_limits(raw: &RawBreaker, b: &mut BreakerConfig, prefix: &str, e
 /// What an endpoint inherits unless it says otherwise.
 struct Defaults {
     global: Global,
-    breaker: BreakerConfig,
-    enforce: bool,
+    breaker: BreakerBase,
 }
 
 fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
     let global = resolve_global(&raw.global, env, errs);
-    let (breaker, enforce) = resolve_breaker(
+    let breaker = resolve_breaker(
         &raw.global.breaker,
-        &BreakerConfig::default(),
-        true,
+        &BreakerBase::default(),
         "global.breaker",
         errs,
     );
-    let defaults = Defaults {
-        global,
-        breaker,
-        enforce,
-    };
+    let defaults = Defaults { global, breaker };
     check_not_empty(&raw, defaults.global.allow_empty, errs);
     let mut endpoint_names = HashMap::new();
     let mut endpoints = Vec::new();
@@ -1267,13 +1450,7 @@ fn resolve_endpoint(
     check_model(e, probe, p, errs);
     check_status_target(e, p, errs);
     let (token, token_source) = resolve_token(e, p, env, errs).unzip();
-    let (breaker, enforce) = resolve_breaker(
-        &e.breaker,
-        &d.breaker,
-        d.enforce,
-        &format!("{p}.breaker"),
-        errs,
-    );
+    let breaker = resolve_breaker(&e.breaker, &d.breaker, &format!("{p}.breaker"), errs);
     let g = &d.global;
     let request = resolve_request(&raw_request!(e), &g.request, p, Some(probe), env, errs);
     check_headers_vs_token(e, &request, p, errs);
@@ -1313,8 +1490,8 @@ fn resolve_endpoint(
         confirm_interval,
         max_body_bytes: g.max_body_bytes,
         request,
-        breaker,
-        enforce,
+        breaker: breaker.finish(timeout),
+        enforce: breaker.enforce,
         ignore: e.ignore.iter().copied().collect(),
         max_in_flight: bounded(
             errs,

@@ -1,6 +1,7 @@
 //! hfbreaker: active probing of Hugging Face inference endpoints through
 //! circuit breakers, with fallback routes and Prometheus metrics.
 
+pub mod baseline;
 pub mod breaker;
 pub mod classify;
 pub mod cli;

@@ -198,6 +198,31 @@ impl Endpoint {
             st.breaker.failure_ratio(),
             st.breaker.open_duration().as_secs_f64(),
         );
+        self.metrics.latency(
+            st.breaker.slow_call_threshold().as_secs_f64(),
+            st.breaker.latency_baseline().map(|d| d.as_secs_f64()),
+        );
+    }
+}
+
+impl EndpointState {
+    /// A probe planned by [`plan`] was sent at `now`: it is in flight until
+    /// [`EndpointState::probe_answered`]. Returns its id.
+    pub fn probe_sent(&mut self, now: Instant) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.in_flight.push((id, now));
+        id
+    }
+
+    /// The probe `id` finished (answered, timed out or not sent).
+    pub fn probe_answered(&mut self, id: u64) {
+        self.in_flight.retain(|(i, _)| *i != id);
+    }
+
+    /// Whether enough probes to decide are out: the scheduler sends no more.
+    fn saturated(&self) -> bool {
+        self.in_flight.len() >= self.cfg.breaker.failure_threshold.max(1) as usize
     }
 }
 
@@ -276,8 +301,7 @@ pub fn plan(st: &mut EndpointState, now: Instant) -> (Action, Option<Transition>
             };
             // Enough probes to decide are already out (all hanging, say): wait
             // for one to finish instead of piling up more.
-            let saturated = st.in_flight.len() >= st.cfg.breaker.failure_threshold.max(1) as usize;
-            let (action, t) = if due(period, st.last_tick) && !saturated {
+            let (action, t) = if due(period, st.last_tick) && !st.saturated() {
                 let (permit, t) = st.breaker.try_acquire(now);
                 match permit {
                     Some(p) => {
@@ -424,9 +448,7 @@ impl Scheduler {
                 ep.metrics.probe(ProbeResult::Rejected);
             }
             Action::Probe(permit) => {
-                let id = st.next_id;
-                st.next_id += 1;
-                st.in_flight.push((id, now));
+                let id = st.probe_sent(now);
                 let prepared = st.prepared.clone();
                 let confirm = st.cfg.confirm_interval;
                 let ep2 = ep.clone();
@@ -476,7 +498,7 @@ pub fn finish_local<H: Host + ?Sized>(
 ) {
     host.local_error();
     let mut st = ep.lock();
-    st.in_flight.retain(|(i, _)| *i != id);
+    st.probe_answered(id);
     if let Some(t) = st.breaker.record(permit, Outcome::Ignored, Instant::now()) {
         // Ignored never moves a breaker; keep the bookkeeping honest anyway.
         ep.apply(&mut st, t);
@@ -501,8 +523,8 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
     );
     let (changed, wake) = {
         let mut st = ep.lock();
-        let saturated = st.in_flight.len() >= st.cfg.breaker.failure_threshold.max(1) as usize;
-        st.in_flight.retain(|(i, _)| *i != id);
+        let saturated = st.saturated();
+        st.probe_answered(id);
         let t = st.breaker.record(permit, outcome(&report), now);
         // A failure that leaves the breaker open: the server's Retry-After
         // (429, 503) makes the open period at least that long.
@@ -662,6 +684,42 @@ mod tests {
         assert_eq!(a, Action::Nothing);
         assert_eq!(next, t0 + Duration::from_secs(4));
         let _second = probe(&mut st, t0 + Duration::from_secs(4));
+    }
+
+    #[test]
+    fn a_slow_call_makes_a_suspect_probed_every_confirm_interval() {
+        let ep = endpoint();
+        let mut st = ep.lock();
+        let mut cfg = (*st.cfg).clone();
+        cfg.breaker.slow_call_rate_threshold = 0.5;
+        cfg.breaker.slow_call_duration = Duration::from_millis(100);
+        st.breaker.reconfigure(cfg.breaker.clone(), Instant::now());
+        st.cfg = Arc::new(cfg);
+        let t0 = Instant::now();
+        let p = probe(&mut st, t0);
+        let slow = Outcome::Success {
+            duration: Duration::from_millis(400),
+        };
+        done(&mut st, p, slow, t0 + Duration::from_millis(400));
+        let (a, _, next) = plan(&mut st, t0 + Duration::from_millis(400));
+        assert_eq!(a, Action::Nothing);
+        assert_eq!(
+            next,
+            t0 + Duration::from_secs(2),
+            "confirm_interval, not 15 s"
+        );
+        let p = probe(&mut st, t0 + Duration::from_secs(2));
+        // fast answers end the suspicion: three in a row, and the slow call
+        // below half the slow-call rate threshold (1 of 5 < 0.25)
+        let mut now = t0 + Duration::from_secs(2);
+        done(&mut st, p, OK, now);
+        for _ in 0..3 {
+            now += Duration::from_secs(2);
+            let p = probe(&mut st, now);
+            done(&mut st, p, OK, now);
+        }
+        let (_, _, next) = plan(&mut st, now);
+        assert_eq!(next, now + Duration::from_secs(15));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::baseline::BaselineState;
 use crate::breaker::{Breaker, Call, Snapshot, State};
 use crate::config::EndpointConfig;
 
@@ -125,10 +126,19 @@ pub struct Entry {
     consecutive_failures: u32,
     #[serde(default)]
     half_open_successes: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    half_open_slow: u32,
     /// Oldest first: `.` success, `s` slow success, `F` failure.
     window: String,
     /// The jitter generator's state.
     rng: u64,
+    /// The learned probe latency, once warmed up (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_baseline_ms: Option<f64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -166,6 +176,7 @@ impl Entry {
             backoff_step: s.backoff_step,
             consecutive_failures: s.consecutive_failures,
             half_open_successes: s.half_open_successes,
+            half_open_slow: s.half_open_slow,
             window: s
                 .window
                 .iter()
@@ -176,6 +187,7 @@ impl Entry {
                 })
                 .collect(),
             rng: s.rng,
+            latency_baseline_ms: s.baseline.log_seconds.map(|l| l.exp() * 1000.0),
         }
     }
 
@@ -205,6 +217,7 @@ impl Entry {
             open_duration: Duration::from_millis(self.open_duration_ms),
             consecutive_failures: self.consecutive_failures,
             half_open_successes: self.half_open_successes,
+            half_open_slow: self.half_open_slow,
             window: self
                 .window
                 .chars()
@@ -217,6 +230,17 @@ impl Entry {
             rng: self.rng,
             epoch: 0,
             trial_in_flight: false,
+            // Warm-up samples are not kept: a restart without a learned
+            // value warms up again.
+            baseline: BaselineState {
+                seen: 0,
+                log_seconds: self
+                    .latency_baseline_ms
+                    .filter(|ms| *ms > 0.0)
+                    .map(|ms| (ms / 1000.0).ln()),
+                warmup: Vec::new(),
+                last_ago: None,
+            },
         };
         (Breaker::restore(cfg.breaker.clone(), &snap, now), since)
     }
@@ -539,6 +563,34 @@ mod tests {
         // a period over while stopped: the trial is due at once
         let (mut r, _) = loaded["a"].restore(&c, later, wall + Duration::from_secs(3600));
         assert!(r.try_acquire(later).0.unwrap().is_trial());
+    }
+
+    #[test]
+    fn the_learned_baseline_is_saved_and_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg("a", "http://127.0.0.1:1/");
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut b = Breaker::new(c.breaker.clone(), now, 5);
+        let e = Entry::capture(&c, &b, wall, now, wall);
+        assert_eq!(e.latency_baseline_ms, None, "nothing learned yet");
+        for i in 0..20 {
+            let (p, _) = b.try_acquire(now);
+            let d = Duration::from_millis(250);
+            b.record(
+                p.unwrap(),
+                Outcome::Success { duration: d },
+                now + Duration::from_secs(i),
+            );
+        }
+        let e = Entry::capture(&c, &b, wall, now, wall);
+        save(dir.path(), BTreeMap::from([("a".to_string(), e)])).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(text.contains("\"latency_baseline_ms\": 250"), "{text}");
+        let loaded = load(dir.path()).unwrap();
+        let (r, _) = loaded["a"].restore(&c, now, wall);
+        let got = r.latency_baseline().unwrap().as_secs_f64();
+        assert!((got - 0.25).abs() < 1e-9, "{got}");
     }
 
     #[test]

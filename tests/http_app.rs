@@ -600,7 +600,7 @@ async fn reload_without_a_config_file_is_a_200_no_op() {
 
 // --------------------------------------------------------------- JSON shapes
 
-const BREAKER_FIELDS: [&str; 15] = [
+const BREAKER_FIELDS: [&str; 18] = [
     "name",
     "kind",
     "probe",
@@ -613,6 +613,9 @@ const BREAKER_FIELDS: [&str; 15] = [
     "failure_ratio",
     "open_until",
     "open_duration_seconds",
+    "slow_call_duration_seconds",
+    "slow_call_duration_auto",
+    "latency_baseline_seconds",
     "counts",
     "last_probe",
     "next_probe_at",
@@ -640,6 +643,12 @@ fn check_breaker_shape(b: &Value) {
         "{b}"
     );
     assert!(is_nonneg_f64(&b["open_duration_seconds"]), "{b}");
+    assert!(is_nonneg_f64(&b["slow_call_duration_seconds"]), "{b}");
+    assert!(b["slow_call_duration_auto"].is_boolean(), "{b}");
+    assert!(
+        b["latency_baseline_seconds"].is_null() || is_nonneg_f64(&b["latency_baseline_seconds"]),
+        "{b}"
+    );
     let c = &b["counts"];
     assert_eq!(
         keys(c),

@@ -29,6 +29,12 @@ pub struct BreakerView {
     pub failure_ratio: f64,
     pub open_until: Option<String>,
     pub open_duration_seconds: f64,
+    /// The slow-call threshold in force (learned with `auto`).
+    pub slow_call_duration_seconds: f64,
+    /// Whether the threshold is learned (`slow_call_duration: auto`).
+    pub slow_call_duration_auto: bool,
+    /// The learned probe latency; null while warming up.
+    pub latency_baseline_seconds: Option<f64>,
     pub counts: CountsView,
     pub last_probe: Option<LastProbeView>,
     pub next_probe_at: Option<String>,
@@ -73,6 +79,9 @@ pub fn breaker_views(d: &Daemon) -> Vec<BreakerView> {
                 failure_ratio: st.breaker.failure_ratio(),
                 open_until: st.breaker.open_until().map(|t| rfc3339(wall(t))),
                 open_duration_seconds: st.breaker.open_duration().as_secs_f64(),
+                slow_call_duration_seconds: st.breaker.slow_call_threshold().as_secs_f64(),
+                slow_call_duration_auto: cfg.breaker.adaptive.is_some(),
+                latency_baseline_seconds: st.breaker.latency_baseline().map(|d| d.as_secs_f64()),
                 counts: CountsView {
                     success: st.counts.success,
                     failure: st.counts.failure,

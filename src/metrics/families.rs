@@ -84,7 +84,7 @@ pub const CIRCUIT_FAILURE_RATE_THRESHOLD: Family = family(
 pub const CIRCUIT_SLOW_CALL_DURATION: Family = family(
     "hfbreaker_circuit_slow_call_duration_seconds",
     Gauge,
-    "Configured duration above which a successful probe is a slow call.",
+    "Duration above which a successful probe is a slow call: the configured one, or with slow_call_duration auto the learned one.",
     E,
 );
 pub const PROBE_SUCCESS: Family = family(
@@ -97,6 +97,12 @@ pub const PROBE_HTTP_STATUS: Family = family(
     "hfbreaker_probe_http_status_code",
     Gauge,
     "HTTP status of the last probe (0 when no answer).",
+    E,
+);
+pub const ENDPOINT_LATENCY_BASELINE: Family = family(
+    "hfbreaker_endpoint_latency_baseline_seconds",
+    Gauge,
+    "Learned typical probe latency (geometric mean of successful probes while closed); NaN until warmed up.",
     E,
 );
 pub const ENDPOINT_LOADING_ESTIMATE: Family = family(
@@ -303,6 +309,7 @@ pub const ALL: &[Family] = &[
     CIRCUIT_SLOW_CALL_DURATION,
     PROBE_SUCCESS,
     PROBE_HTTP_STATUS,
+    ENDPOINT_LATENCY_BASELINE,
     ENDPOINT_LOADING_ESTIMATE,
     ENDPOINT_INFO,
     PROBES,

@@ -127,7 +127,8 @@ struct EndpointSeries {
     enforced: i64,
     failure_threshold: u32,
     failure_rate_threshold: f64,
-    slow_call_duration: f64,
+    slow_call_duration: AtomicF64,
+    latency_baseline: AtomicF64,
     state: AtomicU64,
     state_change: AtomicF64,
     transitions: [[AtomicU64; State::ALL.len()]; State::ALL.len()],
@@ -191,7 +192,10 @@ impl Metrics {
             enforced: i64::from(cfg.enforce),
             failure_threshold: cfg.breaker.failure_threshold,
             failure_rate_threshold: cfg.breaker.failure_rate_threshold,
-            slow_call_duration: cfg.breaker.slow_call_duration.as_secs_f64(),
+            slow_call_duration: AtomicF64(AtomicU64::new(
+                cfg.breaker.slow_call_duration.as_secs_f64().to_bits(),
+            )),
+            latency_baseline: AtomicF64(AtomicU64::new(f64::NAN.to_bits())),
             state: AtomicU64::new(State::Closed as u64),
             state_change: AtomicF64::default(),
             transitions: Default::default(),
@@ -386,7 +390,7 @@ fn per_label(
 /// A per-endpoint gauge family and how to read it.
 type Gauge = (&'static Family, fn(&EndpointSeries) -> f64);
 
-const GAUGES: [Gauge; 11] = [
+const GAUGES: [Gauge; 12] = [
     (&f::CIRCUIT_CONSECUTIVE_FAILURES, |e| {
         e.consecutive_failures.load(Ordering::Relaxed) as f64
     }),
@@ -400,13 +404,16 @@ const GAUGES: [Gauge; 11] = [
     (&f::CIRCUIT_FAILURE_RATE_THRESHOLD, |e| {
         e.failure_rate_threshold
     }),
-    (&f::CIRCUIT_SLOW_CALL_DURATION, |e| e.slow_call_duration),
+    (&f::CIRCUIT_SLOW_CALL_DURATION, |e| {
+        e.slow_call_duration.get()
+    }),
     (&f::PROBE_SUCCESS, |e| {
         e.success.load(Ordering::Relaxed) as f64
     }),
     (&f::PROBE_HTTP_STATUS, |e| {
         e.status.load(Ordering::Relaxed) as f64
     }),
+    (&f::ENDPOINT_LATENCY_BASELINE, |e| e.latency_baseline.get()),
     (&f::ENDPOINT_LOADING_ESTIMATE, |e| e.loading.get()),
 ];
 
@@ -523,6 +530,15 @@ impl EndpointMetrics {
             .store(u64::from(consecutive), Ordering::Relaxed);
         self.0.failure_ratio.set(ratio);
         self.0.open_duration.set(open_seconds);
+    }
+
+    /// The slow-call threshold in force and the learned baseline (None
+    /// while warming up: NaN), both in seconds.
+    pub fn latency(&self, slow_call_seconds: f64, baseline_seconds: Option<f64>) {
+        self.0.slow_call_duration.set(slow_call_seconds);
+        self.0
+            .latency_baseline
+            .set(baseline_seconds.unwrap_or(f64::NAN));
     }
 
     pub fn probe(&self, result: ProbeResult) {
@@ -653,6 +669,7 @@ mod exact {
         e.transition(State::Closed, State::Open);
         e.trip(TripReason::ConsecutiveFailures);
         e.breaker_stats(5, 0.25, 60.0);
+        e.latency(0.075, Some(0.03));
         e.probe_done(ProbeResult::Success, None, 0.03, Some(200), None);
         e.probe_done(
             ProbeResult::Failure,
@@ -726,15 +743,18 @@ hfbreaker_circuit_failure_threshold{endpoint="tgi-a"} 5
 # HELP hfbreaker_circuit_failure_rate_threshold Configured failure ratio that trips the breaker.
 # TYPE hfbreaker_circuit_failure_rate_threshold gauge
 hfbreaker_circuit_failure_rate_threshold{endpoint="tgi-a"} 0.5
-# HELP hfbreaker_circuit_slow_call_duration_seconds Configured duration above which a successful probe is a slow call.
+# HELP hfbreaker_circuit_slow_call_duration_seconds Duration above which a successful probe is a slow call: the configured one, or with slow_call_duration auto the learned one.
 # TYPE hfbreaker_circuit_slow_call_duration_seconds gauge
-hfbreaker_circuit_slow_call_duration_seconds{endpoint="tgi-a"} 5
+hfbreaker_circuit_slow_call_duration_seconds{endpoint="tgi-a"} 0.075
 # HELP hfbreaker_probe_success 1 if the last sent probe succeeded.
 # TYPE hfbreaker_probe_success gauge
 hfbreaker_probe_success{endpoint="tgi-a"} 0
 # HELP hfbreaker_probe_http_status_code HTTP status of the last probe (0 when no answer).
 # TYPE hfbreaker_probe_http_status_code gauge
 hfbreaker_probe_http_status_code{endpoint="tgi-a"} 503
+# HELP hfbreaker_endpoint_latency_baseline_seconds Learned typical probe latency (geometric mean of successful probes while closed); NaN until warmed up.
+# TYPE hfbreaker_endpoint_latency_baseline_seconds gauge
+hfbreaker_endpoint_latency_baseline_seconds{endpoint="tgi-a"} 0.03
 # HELP hfbreaker_endpoint_loading_estimated_seconds Seconds until the model is loaded, as the server last said (0 when not loading).
 # TYPE hfbreaker_endpoint_loading_estimated_seconds gauge
 hfbreaker_endpoint_loading_estimated_seconds{endpoint="tgi-a"} 1e308

@@ -9,6 +9,7 @@
 mod control;
 mod endpoints_api;
 mod hf_inference;
+pub mod latency;
 mod router;
 pub mod scenario;
 mod tei;

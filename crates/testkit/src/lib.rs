@@ -1,6 +1,7 @@
 //! Test and benchmark support for hfbreaker, used only by its integration
 //! tests and benches (a dev-dependency), so none of it ships in the binary.
 //!
+//! - [`adaptive`]: the evaluation of learned slow-call thresholds on a simulated clock.
 //! - [`Proc`]: the one guard for a child process (killed and reaped on drop,
 //!   its output captured), made by the starters:
 //!   [`Binary::daemon`], [`Binary::simulate`], [`Binary::demo`] (the real
@@ -14,6 +15,7 @@
 //! - [`find_tool`], [`require_tool`], [`free_port`]; [`procfs`] and [`bench`](mod@bench)
 //!   for the process-level benchmarks.
 
+pub mod adaptive;
 pub mod bench;
 mod binary;
 mod inproc;
