@@ -362,7 +362,13 @@ async fn the_page_is_one_self_contained_document() {
     ] {
         assert!(!h.contains(bad), "{bad} in the page");
     }
-    assert!(!h.contains("<script src") && !h.contains("<link"));
+    assert!(!h.contains("<script src"));
+    assert_eq!(
+        h.matches("<link").count(),
+        1,
+        "only the empty icon (no /favicon.ico request)"
+    );
+    assert!(h.contains("<link rel=\"icon\" href=\"data:,\">"));
     // Admin actions are offered by the JSON's `admin` flag; the token is only ever prompted for.
     assert!(h.contains("window.prompt("));
     assert!(!h.contains(TOKEN));
