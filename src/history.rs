@@ -233,10 +233,15 @@ impl EndpointHistory {
         self.mark(at, to);
     }
 
-    /// The marks of the hour before `now`, oldest first.
-    pub fn marks(&self, now: SystemTime) -> impl Iterator<Item = &Mark> {
-        let first = unix_minute(now).saturating_sub(MINUTES as u32 - 1);
-        self.marks.iter().filter(move |m| m.minute >= first)
+    /// The marks of the last `minutes` (at most [`MINUTES`]) up to `now`,
+    /// the current one included, oldest first.
+    pub fn marks(&self, now: SystemTime, minutes: usize) -> impl Iterator<Item = &Mark> {
+        let back = minutes.clamp(1, MINUTES) as u32 - 1;
+        let first = unix_minute(now).saturating_sub(back);
+        let none = minutes == 0;
+        self.marks
+            .iter()
+            .filter(move |m| !none && m.minute >= first)
     }
 
     /// State changes, oldest first.
@@ -384,7 +389,7 @@ mod tests {
         h.record(at(1, 3), Outcome::Rejected, ms(0), State::Open);
         h.change(at(1, 40), State::Open, State::HalfOpen, None);
         h.record(at(1, 41), Outcome::Success, ms(20), State::HalfOpen);
-        let marks: Vec<_> = h.marks(at(1, 50)).copied().collect();
+        let marks: Vec<_> = h.marks(at(1, 50), MINUTES).copied().collect();
         assert_eq!(marks.len(), 2);
         let m = marks[0];
         assert_eq!((m.success, m.failure, m.max_ms), (2, 1, 1000));
@@ -410,11 +415,16 @@ mod tests {
             }
         }
         let now = at(0, 3 * 3600 - 1);
-        assert_eq!(h.marks(now).count(), MINUTES);
-        assert_eq!(h.marks(now).map(|m| m.success).max(), Some(30));
+        assert_eq!(h.marks(now, MINUTES).count(), MINUTES);
+        assert_eq!(h.marks(now, MINUTES).map(|m| m.success).max(), Some(30));
         assert_eq!(h.changes().count(), TRANSITIONS);
+        // The page's frequent poll asks for the current minute only.
+        assert_eq!(h.marks(now, 1).count(), 1);
+        assert_eq!(h.marks(now, 5).count(), 5);
+        assert_eq!(h.marks(now, 0).count(), 0);
+        assert_eq!(h.marks(now, 1000).count(), MINUTES);
         // An hour later nothing is left to show.
-        assert_eq!(h.marks(at(0, 5 * 3600)).count(), 0);
+        assert_eq!(h.marks(at(0, 5 * 3600), MINUTES).count(), 0);
         let full = h.bytes();
         assert_eq!(
             full,
@@ -442,7 +452,7 @@ mod tests {
         let mut h = EndpointHistory::default();
         h.record(at(5, 0), Outcome::Success, Duration::ZERO, State::Closed);
         h.record(at(3, 0), Outcome::Success, Duration::ZERO, State::Closed);
-        let marks: Vec<_> = h.marks(at(5, 1)).collect();
+        let marks: Vec<_> = h.marks(at(5, 1), MINUTES).collect();
         assert_eq!((marks.len(), marks[0].success), (1, 2));
     }
 

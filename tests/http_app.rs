@@ -284,6 +284,8 @@ async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
 
 // ---------------------------------------------------------------- the pages
 
+/// The status page's no-JS fallback: plain tables, filled in by the server
+/// (the live board itself is in `status_api.rs` and `status_page.rs`).
 #[tokio::test]
 async fn landing_page_lists_routes_endpoints_and_states() {
     let d = daemon(Some(TOKEN));

@@ -296,6 +296,77 @@ routes:
     sim.shutdown().await;
 }
 
+/// The page's frequent poll asks for the current minute only.
+#[tokio::test]
+async fn history_minutes_bounds_the_marks_served() {
+    let d = daemon(Some(TOKEN));
+    let app = hfbreaker::http::app(d.clone());
+    let path = "/api/v1/breakers/a/force-open";
+    assert_eq!(
+        call(&app, Method::POST, path, Some(TOKEN)).await.0,
+        StatusCode::OK
+    );
+    for (query, minutes, marks) in [
+        ("", 60, 1),
+        ("?history_minutes=1", 1, 1),
+        ("?history_minutes=0", 0, 0),
+        ("?history_minutes=999", 60, 1),
+    ] {
+        let (code, _, body) =
+            call(&app, Method::GET, &format!("/api/v1/status{query}"), None).await;
+        assert_eq!(code, StatusCode::OK, "{query}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["history_minutes"], minutes, "{query}");
+        assert_eq!(
+            endpoint(&v, "a")["history"].as_array().unwrap().len(),
+            marks,
+            "{query}"
+        );
+        assert_eq!(
+            v["timeline"].as_array().unwrap().len(),
+            2,
+            "{query}: the timeline is whole"
+        );
+    }
+    let (code, _, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/status?history_minutes=lots",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+}
+
+/// A reload that gives an endpoint new series (a changed threshold) keeps
+/// its history and its state changes.
+#[tokio::test]
+async fn a_reload_keeps_the_history() {
+    let d = daemon(Some(TOKEN));
+    let app = hfbreaker::http::app(d.clone());
+    let path = "/api/v1/breakers/a/force-open";
+    assert_eq!(
+        call(&app, Method::POST, path, Some(TOKEN)).await.0,
+        StatusCode::OK
+    );
+    let mut cfg = d.topology().config.clone();
+    cfg.endpoints[0].breaker.failure_threshold += 1;
+    let before = Arc::as_ptr(d.topology().endpoint("a").unwrap());
+    d.apply(cfg);
+    let after = Arc::as_ptr(d.topology().endpoint("a").unwrap());
+    assert_ne!(before, after, "a new endpoint took over");
+    let v = status(&app).await;
+    let a = endpoint(&v, "a");
+    assert_eq!(a["history"][0]["state"], "forced_open", "{a}");
+    let t = v["timeline"].as_array().unwrap();
+    assert!(
+        t.iter()
+            .any(|e| e["kind"] == "transition" && e["to"] == "forced_open"),
+        "{t:?}"
+    );
+    d.stop();
+}
+
 #[tokio::test]
 async fn gateway_requests_per_second_by_tier() {
     let d = daemon(None);
@@ -343,7 +414,10 @@ async fn the_page_is_one_self_contained_document() {
         "{csp}"
     );
     // Live: it polls the status JSON (relative, so a path prefix works) and says when it lost the daemon.
-    assert!(h.contains("fetch(\"api/v1/status\""), "polls the JSON");
+    assert!(
+        h.contains("whole ? \"api/v1/status\" : \"api/v1/status?history_minutes=1\""),
+        "polls the JSON"
+    );
     assert!(h.contains("id=\"conn\" role=\"alert\""));
     assert!(h.contains("Lost connection to the daemon"));
     assert!(h.contains("prefers-color-scheme: dark"));

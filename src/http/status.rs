@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::extract::State as AxState;
+use axum::extract::{Query, State as AxState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{rfc3339, wall};
 use crate::breaker::State;
@@ -24,6 +24,8 @@ pub struct StatusView {
     pub now: String,
     /// Whether admin actions are possible (a token is configured).
     pub admin: bool,
+    /// How many minutes of marks `history` holds (the `history_minutes`
+    /// parameter, 0 to 60; 60 by default).
     pub history_minutes: usize,
     pub routes: Vec<RouteView>,
     pub endpoints: Vec<EndpointView>,
@@ -62,7 +64,8 @@ pub struct EndpointView {
     pub enforced: bool,
     pub open_until: Option<String>,
     pub last_probe: Option<LastView>,
-    /// One mark per minute of the last hour that saw a probe, oldest first.
+    /// One mark per minute (of the last `history_minutes`) that saw a
+    /// probe or a state change, oldest first.
     pub history: Vec<MarkView>,
 }
 
@@ -139,7 +142,7 @@ pub struct TimelineEntry {
 fn endpoint_view(
     name: &str,
     st: &crate::schedule::EndpointState,
-    now: SystemTime,
+    (now, minutes): (SystemTime, usize),
     timeline: &mut Vec<TimelineEntry>,
 ) -> EndpointView {
     let cfg = &st.cfg;
@@ -174,7 +177,7 @@ fn endpoint_view(
             latency_seconds: l.duration.as_secs_f64(),
             detail: l.detail.clone(),
         }),
-        history: st.history.marks(now).map(MarkView::from).collect(),
+        history: st.history.marks(now, minutes).map(MarkView::from).collect(),
     }
 }
 
@@ -209,15 +212,16 @@ fn gateway_rates(d: &Daemon) -> HashMap<String, HashMap<&'static str, f64>> {
         .collect()
 }
 
-/// The whole status document.
-pub fn status_view(d: &Daemon) -> StatusView {
+/// The whole status document, with `minutes` of history (at most [`history::MINUTES`]).
+pub fn status_view(d: &Daemon, minutes: usize) -> StatusView {
+    let minutes = minutes.min(history::MINUTES);
     let topo = d.topology();
     let now = SystemTime::now();
     let mut timeline = Vec::new();
     let endpoints: Vec<EndpointView> = topo
         .endpoints
         .iter()
-        .map(|ep| endpoint_view(&ep.name, &ep.lock(), now, &mut timeline))
+        .map(|ep| endpoint_view(&ep.name, &ep.lock(), (now, minutes), &mut timeline))
         .collect();
     timeline.extend(d.board.actions().into_iter().map(|a| TimelineEntry {
         at: String::new(),
@@ -254,16 +258,25 @@ pub fn status_view(d: &Daemon) -> StatusView {
     StatusView {
         now: rfc3339(now),
         admin: d.admin_token().is_some(),
-        history_minutes: history::MINUTES,
+        history_minutes: minutes,
         routes,
         endpoints,
         timeline: newest(timeline),
     }
 }
 
-pub async fn status(AxState(d): AxState<Arc<Daemon>>) -> Response {
+#[derive(Deserialize)]
+pub struct Params {
+    /// Minutes of history per endpoint; the page asks for the whole hour
+    /// now and then and for the current minute in between.
+    history_minutes: Option<usize>,
+}
+
+pub async fn status(AxState(d): AxState<Arc<Daemon>>, Query(p): Query<Params>) -> Response {
+    let minutes = p.history_minutes.unwrap_or(history::MINUTES);
     // 10k endpoints' hours are CPU work: off the async workers.
-    let body = tokio::task::spawn_blocking(move || serde_json::to_vec(&status_view(&d))).await;
+    let body =
+        tokio::task::spawn_blocking(move || serde_json::to_vec(&status_view(&d, minutes))).await;
     match body {
         Ok(Ok(body)) => (
             [
@@ -278,5 +291,44 @@ pub async fn status(AxState(d): AxState<Arc<Daemon>>) -> Response {
             "rendering the status failed\n",
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(secs: u64) -> TimelineEntry {
+        TimelineEntry {
+            at: String::new(),
+            when: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            kind: "transition",
+            endpoint: format!("e{secs}"),
+            from: Some(State::Closed),
+            to: State::Open,
+            reason: None,
+            action: None,
+        }
+    }
+
+    #[test]
+    fn the_timeline_keeps_the_newest_entries_newest_first() {
+        let all: Vec<_> = (0..500).map(|i| entry((i * 7919) % 500)).collect();
+        let kept = newest(all);
+        assert_eq!(kept.len(), history::TIMELINE);
+        let secs: Vec<u64> = kept
+            .iter()
+            .map(|e| {
+                e.when
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+            })
+            .collect();
+        let want: Vec<u64> = (450..500).rev().collect();
+        assert_eq!(secs, want);
+        assert_eq!(kept[0].at, "1970-01-01T00:08:19.000Z");
+        assert_eq!(newest(vec![entry(1), entry(2)]).len(), 2);
     }
 }
