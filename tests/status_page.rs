@@ -143,6 +143,8 @@ fn the_status_page_runs_live_against_the_demo_in_headless_chromium() {
     assert_eq!(v["fallback_hidden"], true, "the no-JS tables give way");
     assert_eq!(v["strips"], 5, "one strip per endpoint: {v}");
     assert_eq!(v["slots"], 5 * 60, "an hour of minutes per strip: {v}");
+    let buttons = b.eval("return document.querySelectorAll('.admin button').length;");
+    assert_eq!(buttons, 0, "no admin action without an admin token");
 
     let v = watch_until_everything_shown(&b, start);
     assert!(v["timeline"].as_u64().unwrap() >= 3, "{v}");
@@ -205,4 +207,86 @@ fn the_status_page_runs_live_against_the_demo_in_headless_chromium() {
         "{v}"
     );
     assert_eq!(v["same_page"], true);
+}
+
+const TOKEN: &str = "adm-page-41c7e2-s3cret";
+
+/// With an admin token the page offers the actions: each asks for a
+/// confirmation, then for the token, sends it once and keeps it nowhere.
+#[test]
+fn admin_actions_confirm_and_prompt_for_the_token_in_headless_chromium() {
+    let Some(b) = Browser::start(1280, 900) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let port = testkit::free_port();
+    let d = testkit::binary!().daemon(
+        &format!(
+            "global:\n  interval: 1h\nendpoints:\n  - {{name: a, kind: http, url: 'http://127.0.0.1:{port}/'}}\n  - {{name: b, kind: http, url: 'http://127.0.0.1:{port}/'}}\nroutes:\n  - {{name: r, endpoints: [a, b]}}\n"
+        ),
+        &[&format!("--web.admin-token-file={}", token_file.display())],
+        &[],
+    );
+    b.open(&format!("{}/", d.base()));
+    let wait_for = |what: &str, script: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = b.eval(script);
+            if v == true {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("live", "return !document.getElementById('live').hidden;");
+    let n = b.eval("return document.querySelectorAll('.admin button').length;");
+    assert_eq!(n, 6, "three actions per endpoint");
+    let state = "return document.querySelector('#ep-a .badge.state').textContent";
+
+    // Cancelled at the confirmation: nothing is asked, nothing is sent.
+    b.click("#ep-a .admin button");
+    assert_eq!(b.dialog(false, None), "force-open the breaker of a?");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(b.eval(state), "closed");
+
+    b.click("#ep-a .admin button");
+    assert_eq!(b.dialog(true, None), "force-open the breaker of a?");
+    let asked = b.dialog(true, Some(TOKEN));
+    assert!(
+        asked.starts_with("Admin token for force-open on a"),
+        "{asked}"
+    );
+    wait_for(
+        "the answer",
+        "return document.getElementById('msg').textContent === 'a: force-open → forced_open';",
+    );
+    wait_for(
+        "the new state",
+        "return document.querySelector('#ep-a .badge.state').textContent === 'forced_open';",
+    );
+    // A wrong token is refused and said so.
+    b.click("#ep-a .admin button:nth-child(3)");
+    assert_eq!(b.dialog(true, None), "reset the breaker of a?");
+    b.dialog(true, Some("not-the-token"));
+    wait_for(
+        "the refusal",
+        "return document.getElementById('msg').textContent.indexOf('a: reset refused: missing or wrong bearer token') === 0;",
+    );
+    assert_eq!(b.eval(state), "forced_open");
+    let kept = b.eval(
+        "return [document.documentElement.outerHTML, JSON.stringify(localStorage), JSON.stringify(sessionStorage), document.cookie].join(' ');",
+    );
+    assert!(
+        !kept.as_str().unwrap().contains(TOKEN),
+        "the page kept the token"
+    );
+    let console = b.console();
+    let errors: Vec<&Value> = console
+        .iter()
+        .filter(|m| m["level"] == "SEVERE" && !m["message"].as_str().unwrap_or("").contains("401"))
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
 }

@@ -57,6 +57,8 @@ impl Browser {
         let refuse = free_port();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            // Dialogs stay open until the test answers them (see `dialog`).
+            "unhandledPromptBehavior": "ignore",
             "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": chromium.display().to_string(),
@@ -171,13 +173,54 @@ impl Browser {
         };
     }
 
-    /// Move the mouse over the first element matching `css`.
-    pub fn hover(&self, css: &str) {
-        let found = self.session_call(
+    /// The first element matching `css`, as a WebDriver reference.
+    fn element(&self, css: &str) -> Value {
+        self.session_call(
             reqwest::Method::POST,
             "/element",
             Some(json!({ "using": "css selector", "value": css })),
+        )
+    }
+
+    /// Click the first element matching `css`.
+    pub fn click(&self, css: &str) {
+        let found = self.element(css);
+        let id = found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element id in {found}"))
+            .to_string();
+        self.session_call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
         );
+    }
+
+    /// Answer the open dialog (`alert`, `confirm` or `prompt`): its text,
+    /// after typing `input` (a prompt) and accepting, or dismissing it.
+    pub fn dialog(&self, accept: bool, input: Option<&str>) -> String {
+        let text = self.session_call(reqwest::Method::GET, "/alert/text", None);
+        if let Some(t) = input {
+            self.session_call(
+                reqwest::Method::POST,
+                "/alert/text",
+                Some(json!({ "text": t })),
+            );
+        }
+        let answer = if accept {
+            "/alert/accept"
+        } else {
+            "/alert/dismiss"
+        };
+        self.session_call(reqwest::Method::POST, answer, Some(json!({})));
+        text.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Move the mouse over the first element matching `css`.
+    pub fn hover(&self, css: &str) {
+        let found = self.element(css);
         let actions = json!({"actions": [{
             "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
             "actions": [{"type": "pointerMove", "duration": 0, "origin": found, "x": 0, "y": 0}],
