@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::breaker::State;
 use crate::config::{self, Config, ConfigError, EndpointConfig};
+use crate::history::{self, Board};
 use crate::metrics::{LocalOperation, Metrics};
 use crate::route::{RouteStatus, RouteTracker};
 use crate::schedule::{self, Endpoint, Host, Scheduler};
@@ -49,6 +50,15 @@ pub enum AdminAction {
 }
 
 impl AdminAction {
+    /// The action's name in the admin API's path.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminAction::ForceOpen => "force-open",
+            AdminAction::ForceClosed => "force-closed",
+            AdminAction::Reset => "reset",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "force-open" => Some(AdminAction::ForceOpen),
@@ -83,6 +93,8 @@ pub struct Daemon {
     /// `--storage.path`; None when persistence is off.
     storage: Option<Store>,
     pub started: Instant,
+    /// Operator actions and gateway rates for the status page.
+    pub board: Board,
 }
 
 impl Host for Daemon {
@@ -153,6 +165,7 @@ impl Daemon {
             scheduler_stop: Mutex::new(None),
             storage: storage.map(|dir| start_store(dir, me)),
             started: Instant::now(),
+            board: Board::default(),
         })
     }
 
@@ -344,6 +357,12 @@ impl Daemon {
             st.breaker.state()
         };
         tracing::warn!(endpoint, action = ?action, state = state.as_str(), client, "admin action");
+        self.board.action(history::Action {
+            at: SystemTime::now(),
+            endpoint: endpoint.to_string(),
+            action: action.as_str(),
+            state,
+        });
         self.update_routes();
         let generation = self.persist(true);
         self.wake(topo.by_name[endpoint]);

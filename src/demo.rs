@@ -99,7 +99,7 @@ pub async fn run(listen: std::net::SocketAddr) -> Result<(), DemoError> {
     daemon.start();
     let started = Instant::now();
     println!(
-        "hfbreaker demo: serving on http://{addr}  (/metrics, /api/v1/breakers, /api/v1/routes, /)"
+        "hfbreaker demo: serving on http://{addr}  (status page /, /metrics, /api/v1/status, /api/v1/breakers, /api/v1/routes)"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gateway = start_gateway(&daemon, stop_rx.clone()).await?;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod gateway;
+pub mod history;
 pub mod http;
 mod label;
 pub mod logging;

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::breaker::{Breaker, Outcome, Permit, State, Transition};
 use crate::classify::{Reason, Verdict};
 use crate::config::EndpointConfig;
+use crate::history::{self, EndpointHistory};
 use crate::metrics::{EndpointMetrics, ProbeResult};
 use crate::probe::{LocalError, Prepared, Report};
 
@@ -56,6 +57,8 @@ pub struct EndpointState {
     pub next_probe: Option<Instant>,
     pub last: Option<LastProbe>,
     pub counts: Counts,
+    /// The last hour, for the status page.
+    pub history: EndpointHistory,
 }
 
 /// One endpoint as the daemon runs it.
@@ -98,6 +101,7 @@ impl Endpoint {
                 next_probe: None,
                 last: None,
                 counts: Counts::default(),
+                history: EndpointHistory::default(),
             }),
             metrics,
             state_code: AtomicU8::new(State::Closed as u8),
@@ -153,11 +157,12 @@ impl Endpoint {
     /// flight finish on the old endpoint and are dropped, as at a restart;
     /// probe counts start again, as the new series' counters do.
     pub fn successor(&self, cfg: EndpointConfig, metrics: EndpointMetrics, now: Instant) -> Self {
-        let (snap, since_wall, last_tick, last) = {
+        let (snap, since_wall, last_tick, last, history) = {
             let st = self.lock();
             let mut snap = st.breaker.snapshot(now);
             snap.trial_in_flight = false;
-            (snap, st.since_wall, st.last_tick, st.last.clone())
+            let history = st.history.clone();
+            (snap, st.since_wall, st.last_tick, st.last.clone(), history)
         };
         let breaker = Breaker::restore(cfg.breaker.clone(), &snap, now);
         let ep = Endpoint::new(cfg, metrics, now, 0);
@@ -166,6 +171,7 @@ impl Endpoint {
             let mut st = ep.lock();
             st.last_tick = last_tick;
             st.last = last;
+            st.history = history;
         }
         ep
     }
@@ -177,6 +183,8 @@ impl Endpoint {
         self.state_code.store(t.to as u8, Ordering::Relaxed);
         self.metrics.transition(t.from, t.to);
         self.metrics.set_state(t.to, unix(st.since_wall));
+        let at = st.since_wall;
+        st.history.change(at, t.from, t.to, t.trip);
         if let Some(reason) = t.trip {
             self.metrics.trip(reason);
             st.counts.trips += 1;
@@ -329,6 +337,14 @@ pub fn plan(st: &mut EndpointState, now: Instant) -> (Action, Option<Transition>
     }
 }
 
+fn history_outcome(v: Verdict) -> history::Outcome {
+    match v {
+        Verdict::Success => history::Outcome::Success,
+        Verdict::Failure(r) => history::Outcome::Failure(r),
+        Verdict::Ignored(r) => history::Outcome::Ignored(r),
+    }
+}
+
 /// Map a probe verdict to what the breaker records.
 pub fn outcome(report: &Report) -> Outcome {
     match report.verdict {
@@ -446,6 +462,13 @@ impl Scheduler {
             Action::Reject => {
                 st.counts.rejected += 1;
                 ep.metrics.probe(ProbeResult::Rejected);
+                let state = st.breaker.state();
+                st.history.record(
+                    SystemTime::now(),
+                    history::Outcome::Rejected,
+                    Duration::ZERO,
+                    state,
+                );
             }
             Action::Probe(permit) => {
                 let id = st.probe_sent(now);
@@ -538,8 +561,9 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
             _ => st.counts.ignored += 1,
         }
         log_probe(&ep.name, &report);
+        let at = SystemTime::now();
         st.last = Some(LastProbe {
-            at: SystemTime::now(),
+            at,
             verdict: report.verdict,
             status: report.status,
             duration: report.duration,
@@ -555,6 +579,9 @@ pub fn finish<H: Host + ?Sized>(host: &H, ep: &Endpoint, id: u64, permit: Permit
                 false
             }
         };
+        let state = st.breaker.state();
+        st.history
+            .record(at, history_outcome(report.verdict), report.duration, state);
         // A healthy answer in the steady state changes no schedule: the next
         // wake-up is already in the heap. Anything else may bring it forward.
         let wake = changed

@@ -284,6 +284,8 @@ async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
 
 // ---------------------------------------------------------------- the pages
 
+/// The status page's no-JS fallback: plain tables, filled in by the server
+/// (the live board itself is in `status_api.rs` and `status_page.rs`).
 #[tokio::test]
 async fn landing_page_lists_routes_endpoints_and_states() {
     let d = daemon(Some(TOKEN));
@@ -1172,6 +1174,7 @@ async fn the_admin_token_never_appears_in_any_response() {
         (Method::GET, "/-/ready"),
         (Method::GET, "/api/v1/breakers"),
         (Method::GET, "/api/v1/routes"),
+        (Method::GET, "/api/v1/status"),
         (Method::GET, "/api/v1/breakers/a/reset"),
         (Method::GET, "/nope"),
     ];
@@ -1255,6 +1258,7 @@ async fn wrong_methods_are_405_and_name_the_allowed_ones() {
         "/-/ready",
         "/api/v1/breakers",
         "/api/v1/routes",
+        "/api/v1/status",
     ];
     for path in gets {
         for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
@@ -1292,6 +1296,7 @@ async fn head_on_get_routes_answers_headers_without_a_body() {
         ("/-/healthy", PLAIN_TEXT),
         ("/api/v1/breakers", JSON),
         ("/api/v1/routes", JSON),
+        ("/api/v1/status", JSON),
     ] {
         let r = call(&app, Method::HEAD, path, &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");

@@ -1,10 +1,14 @@
-//! `GET /`: a small page listing endpoints, states, routes and the last probes.
+//! `GET /`: the live status page. One self-contained document
+//! (`status.html`: inline CSS and JS, no external asset, no build step)
+//! that polls `/api/v1/status`; the tables rendered here are its no-JS
+//! fallback, hidden once the first update arrives.
 
 use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::State as AxState;
-use axum::response::Html;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
 
 use super::api::breaker_views;
 use crate::daemon::Daemon;
@@ -16,17 +20,35 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub async fn page(AxState(d): AxState<Arc<Daemon>>) -> Html<String> {
-    let mut h = String::with_capacity(8192);
-    h.push_str(concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">",
-        "<title>hfbreaker</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}",
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.closed{color:#1a7f37}.open,.forced_open{color:#cf222e;font-weight:bold}",
-        ".half_open{color:#9a6700}.forced_closed{color:#0969da}</style></head><body>",
-        "<h1>hfbreaker</h1><p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/breakers\">Breakers API</a> · ",
-        "<a href=\"/api/v1/routes\">Routes API</a> · <a href=\"/-/ready\">Readiness</a></p>",
-        "<h2>Routes</h2><table><tr><th>route</th><th>chain</th><th>serving</th><th>tier</th><th>switches</th></tr>"
-    ));
+/// The page; its tables are filled in at `<!--FALLBACK-->`.
+const TEMPLATE: &str = include_str!("status.html");
+
+/// Nothing but this page's own inline code and same-origin requests: the
+/// browser itself refuses anything that would leave for another host.
+pub const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+    connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+pub async fn page(AxState(d): AxState<Arc<Daemon>>) -> Response {
+    let (head, tail) = TEMPLATE
+        .split_once("<!--FALLBACK-->")
+        .expect("status.html has its fallback marker");
+    let mut h = String::with_capacity(TEMPLATE.len() + 8192);
+    h.push_str(head);
+    fallback_tables(&d, &mut h);
+    h.push_str(tail.trim_end());
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Html(h),
+    )
+        .into_response()
+}
+
+/// Routes and endpoints as plain tables, as of now.
+fn fallback_tables(d: &Daemon, h: &mut String) {
+    h.push_str("<h2>Routes</h2><table><tr><th>route</th><th>chain</th><th>serving</th><th>tier</th><th>switches</th></tr>");
     for r in d.routes() {
         let _ = write!(
             h,
@@ -39,7 +61,7 @@ pub async fn page(AxState(d): AxState<Arc<Daemon>>) -> Html<String> {
         );
     }
     h.push_str("</table><h2>Endpoints</h2><table><tr><th>endpoint</th><th>kind / probe</th><th>host</th><th>state</th><th>since</th><th>last probe</th><th>status</th><th>duration</th><th>next probe</th></tr>");
-    for b in breaker_views(&d) {
+    for b in breaker_views(d) {
         let state = serde_json::to_value(b.state).unwrap_or_default();
         let state = state.as_str().unwrap_or("");
         let (last, status, dur) = match &b.last_probe {
@@ -68,6 +90,5 @@ pub async fn page(AxState(d): AxState<Arc<Daemon>>) -> Html<String> {
             esc(b.next_probe_at.as_deref().unwrap_or("–")),
         );
     }
-    h.push_str("</table></body></html>");
-    Html(h)
+    h.push_str("</table>");
 }

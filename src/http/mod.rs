@@ -4,6 +4,7 @@
 pub mod api;
 mod landing;
 pub mod server;
+pub mod status;
 pub mod web_config;
 
 use std::future::Future;
@@ -52,6 +53,7 @@ pub fn app_with(daemon: Arc<Daemon>, options: AppOptions) -> Router {
         .route("/-/reload", post(reload))
         .route("/api/v1/breakers", get(api::breakers))
         .route("/api/v1/routes", get(api::routes))
+        .route("/api/v1/status", get(status::status))
         .route("/api/v1/breakers/{endpoint}/{action}", post(api::admin))
         .layer(Extension(options))
         .with_state(daemon)

@@ -210,6 +210,22 @@ impl Metrics {
             .retain(|k, _| keep(k));
     }
 
+    /// Per gateway route, its requests so far by tier (in [`Tier::ALL`]
+    /// order), for the status page's requests per second.
+    pub fn gateway_requests_by_tier(&self) -> Vec<(String, Vec<u64>)> {
+        let per_tier = Tier::ALL.len() * Code::ALL.len();
+        self.gateway_series()
+            .into_iter()
+            .map(|(name, s)| {
+                let mut by_tier = vec![0; Tier::ALL.len()];
+                for (i, c) in s.requests.iter().enumerate() {
+                    by_tier[(i % per_tier) / Code::ALL.len()] += c.load(Ordering::Relaxed);
+                }
+                (name, by_tier)
+            })
+            .collect()
+    }
+
     pub(super) fn gateway_series(&self) -> Vec<(String, Arc<GatewaySeries>)> {
         self.gateway
             .read()
@@ -312,6 +328,22 @@ pub(super) fn write(w: &mut TextWriter, routes: &[(String, Arc<GatewaySeries>)])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_by_tier_add_up_every_endpoint_and_code() {
+        let m = Metrics::new();
+        let g = m.gateway_route("r", &["a".to_string(), "b".to_string()]);
+        g.request(Some(0), Tier::Primary, 200, 0.01);
+        g.request(Some(0), Tier::Primary, 500, 0.01);
+        g.request(Some(1), Tier::Fallback, 200, 0.01);
+        g.request(Some(1), Tier::Cache, 200, 0.01);
+        g.request(None, Tier::Exhausted, 503, 0.01);
+        g.request(None, Tier::Exhausted, 503, 0.01);
+        assert_eq!(
+            m.gateway_requests_by_tier(),
+            [("r".to_string(), vec![2, 1, 1, 2])]
+        );
+    }
 
     #[test]
     fn codes_are_exact_or_bucketed() {

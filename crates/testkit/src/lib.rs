@@ -14,6 +14,7 @@
 //!   Alertmanager.
 //! - [`find_tool`], [`require_tool`], [`free_port`]; [`procfs`] and [`bench`](mod@bench)
 //!   for the process-level benchmarks.
+//! - [`Browser`]: headless Chromium over WebDriver, for the status page.
 
 pub mod adaptive;
 pub mod bench;
@@ -25,6 +26,7 @@ mod proc;
 pub mod procfs;
 mod scrape;
 mod tools;
+mod webdriver;
 
 pub use binary::Binary;
 pub use inproc::{FAST_GLOBAL, TestDaemon, client, sim, within};
@@ -38,6 +40,7 @@ pub use scrape::{STATES, Sample, Scrape};
 pub use tools::{
     find_tool, free_port, promtool_check_metrics, pytest_passed, require_tool, rust_files,
 };
+pub use webdriver::Browser;
 
 /// The hfbreaker binary built for the calling integration test or bench.
 /// `CARGO_BIN_EXE_hfbreaker` exists only while compiling those, so this is
