@@ -11,6 +11,7 @@
 
 mod auth;
 mod body;
+mod client;
 mod errors;
 mod failover;
 mod stream;

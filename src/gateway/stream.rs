@@ -70,7 +70,7 @@ impl Finish {
 }
 
 pub struct Relay {
-    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: BoxStream<'static, Result<Bytes, Reason>>,
     first: Option<Bytes>,
     finish: Option<Finish>,
     idle: Duration,
@@ -82,7 +82,7 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(
-        upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+        upstream: BoxStream<'static, Result<Bytes, Reason>>,
         first: Bytes,
         finish: Finish,
         idle: Duration,
@@ -152,10 +152,7 @@ impl Stream for Relay {
                 this.end(failure);
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(e))) => {
-                let reason = crate::probe::transport_verdict(&e).unwrap_or(Reason::Connect);
-                Poll::Ready(this.end(Some(reason)).map(Ok))
-            }
+            Poll::Ready(Some(Err(reason))) => Poll::Ready(this.end(Some(reason)).map(Ok)),
             Poll::Pending => match this.timer.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(this.end(Some(Reason::Timeout)).map(Ok)),
                 Poll::Pending => Poll::Pending,
