@@ -104,9 +104,12 @@ backend b
     p
 }
 
-/// The daemon with its gateway: one key, one route to `upstream`, probes
-/// once a day so that only requests run.
-fn start_gateway(upstream: SocketAddr) -> (Proc, SocketAddr, tempfile::TempDir) {
+/// The daemon (`bin`) with its gateway: one key, one route to `upstream`,
+/// probes once a day so that only requests run.
+fn start_gateway(
+    bin: &testkit::Binary,
+    upstream: SocketAddr,
+) -> (Proc, SocketAddr, tempfile::TempDir) {
     let keys = tempfile::tempdir().expect("temp dir");
     let key_file = keys.path().join("keys");
     std::fs::write(&key_file, format!("{KEY}\n")).expect("keys written");
@@ -115,7 +118,6 @@ fn start_gateway(upstream: SocketAddr) -> (Proc, SocketAddr, tempfile::TempDir) 
         "global:\n  interval: 24h\ngateway:\n  client_keys_file: {}\nendpoints:\n  - {{name: up, kind: tgi, url: 'http://{upstream}', probe: health}}\nroutes:\n  - {{name: bench, endpoints: [up]}}\n",
         key_file.display()
     );
-    let bin = testkit::binary!();
     let gw = format!("--gateway.listen-address=127.0.0.1:{port}");
     let mut p = bin.daemon(&yaml, &["--log.level=warn", &gw], &[]);
     wait_listening(&mut p, loopback(port), Duration::from_secs(20), "hfbreaker");
@@ -384,9 +386,22 @@ fn main() {
         rows.push(measure("HAProxy", &wrk, h.addr, false, h.pid(), LATENCY_N));
     }
     {
-        let (d, gw, _keys) = start_gateway(up.addr);
+        let (d, gw, _keys) = start_gateway(&testkit::binary!(), up.addr);
         rows.push(measure(
             "hfbreaker gateway",
+            &wrk,
+            gw,
+            true,
+            d.pid(),
+            LATENCY_N,
+        ));
+    }
+    // Another build of hfbreaker in the same run (before/after a change):
+    // HFBREAKER_BENCH_BASELINE_BIN=path/to/hfbreaker.
+    if let Some(old) = std::env::var_os("HFBREAKER_BENCH_BASELINE_BIN") {
+        let (d, gw, _keys) = start_gateway(&testkit::Binary::new(old), up.addr);
+        rows.push(measure(
+            "hfbreaker gateway, baseline build",
             &wrk,
             gw,
             true,

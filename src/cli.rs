@@ -256,6 +256,33 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// Worker threads of the daemon's runtime: `TOKIO_WORKER_THREADS` when
+/// set; with the gateway on, one per CPU (tokio's default); a daemon that
+/// only probes, half the CPUs, at least one.
+///
+/// A probe is a small piece of work that mostly waits on a socket. Each
+/// extra worker mostly parks and is woken again (a futex and a context
+/// switch) for work another worker would have picked up a moment later: on
+/// the 2-CPU bench machine one worker instead of two took 10 to 20% off
+/// the CPU of a probe, with half the context switches (docs/performance.md,
+/// "Probe cost"). The gateway is different: under load, requests arrive on
+/// many connections at once, and two workers there relayed about a third
+/// more requests/s at a lower CPU cost per request than one
+/// (docs/performance.md, "Gateway"). `/metrics` renders and config loads
+/// run on tokio's blocking threads, not on these.
+fn daemon_workers(gateway: bool) -> usize {
+    let env = std::env::var("TOKIO_WORKER_THREADS").ok();
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    workers_for(env.as_deref(), cpus, gateway)
+}
+
+fn workers_for(env: Option<&str>, cpus: usize, gateway: bool) -> usize {
+    let auto = if gateway { cpus } else { cpus / 2 };
+    env.and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(auto.max(1))
+}
+
 fn demo(flags: DemoFlags) -> i32 {
     logging::init(flags.log_level.into(), flags.log_format.into());
     let addr = match parse_listen_address(&flags.listen) {
@@ -458,6 +485,7 @@ fn run(flags: Flags) -> i32 {
     let options = serve_options(&flags, web);
     crate::memory::tune_allocator();
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(daemon_workers(gateway_addr.is_some()))
         .enable_all()
         .build()
     {
@@ -566,6 +594,20 @@ mod tests {
     use clap::error::ErrorKind;
 
     use super::*;
+
+    #[test]
+    fn daemon_workers_are_half_the_cpus_without_the_gateway() {
+        assert_eq!(workers_for(None, 1, false), 1);
+        assert_eq!(workers_for(None, 2, false), 1);
+        assert_eq!(workers_for(None, 3, false), 1);
+        assert_eq!(workers_for(None, 16, false), 8);
+        assert_eq!(workers_for(None, 2, true), 2);
+        assert_eq!(workers_for(None, 16, true), 16);
+        assert_eq!(workers_for(Some("3"), 2, false), 3);
+        assert_eq!(workers_for(Some(" 2 "), 16, true), 2);
+        assert_eq!(workers_for(Some("0"), 16, false), 8);
+        assert_eq!(workers_for(Some("many"), 4, false), 2);
+    }
 
     fn parse_ok(s: &[&str]) -> Cli {
         let args: Vec<String> = s.iter().map(|x| x.to_string()).collect();

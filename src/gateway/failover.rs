@@ -10,9 +10,9 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::StreamExt;
 
 use super::Gateway;
+use super::client::{self, Answer, Failure};
 use super::errors::error_response;
 use super::stream::{Finish, Relay};
 use super::table::{Hop, RouteEntry};
@@ -254,26 +254,23 @@ impl Gateway {
         let limit = call
             .first_byte_timeout
             .min(call.deadline.saturating_duration_since(Instant::now()));
-        let send = client
-            .post(url)
-            .headers(hop.headers.clone())
-            .body(body)
-            .send();
+        let send = client::post(hop.direct.as_ref(), client, url, &hop.headers, body);
         let resp = match tokio::time::timeout(limit, send).await {
             Err(_) => {
                 self.failed(route, hop, permit, Reason::Timeout, None);
                 return Attempt::Failed;
             }
-            Ok(Err(e)) => {
-                match crate::probe::transport_verdict(&e) {
-                    Ok(reason) => self.failed(route, hop, permit, reason, None),
-                    Err(local) => self.local(route, hop, permit, &local.detail),
-                }
+            Ok(Err(Failure::Endpoint(reason))) => {
+                self.failed(route, hop, permit, reason, None);
+                return Attempt::Failed;
+            }
+            Ok(Err(Failure::Local(detail))) => {
+                self.local(route, hop, permit, &detail);
                 return Attempt::Failed;
             }
             Ok(Ok(r)) => r,
         };
-        let status = resp.status().as_u16();
+        let status = resp.status();
         if !(200..300).contains(&status) {
             return self.not_ok(call, hop, permit, resp).await;
         }
@@ -324,9 +321,9 @@ impl Gateway {
         call: &Call,
         hop: &Hop,
         permit: Option<Permit>,
-        resp: reqwest::Response,
+        resp: Answer,
     ) -> Attempt {
-        let status = resp.status().as_u16();
+        let status = resp.status();
         let retry_after = retry_after(resp.headers());
         let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
         let body = read_bounded(resp, MAX_ERROR_BYTES, call.deadline)
@@ -367,18 +364,11 @@ impl Gateway {
         call: &Call,
         hop: &Hop,
         permit: Option<Permit>,
-        resp: reqwest::Response,
+        resp: Answer,
         slot: Slot,
         guard: &InFlight,
     ) -> Attempt {
-        let mut upstream = futures_util::stream::unfold(resp, |mut r| async move {
-            match r.chunk().await {
-                Ok(Some(c)) => Some((Ok(c), r)),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), r)),
-            }
-        })
-        .boxed();
+        let mut upstream = resp.into_stream();
         let first =
             super::stream::first_chunk(&mut upstream, call.first_byte_timeout, call.deadline);
         let first = match first.await {
@@ -518,28 +508,30 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// The whole body, up to `max`, before `deadline`.
-async fn read_bounded(
-    resp: reqwest::Response,
-    max: usize,
-    deadline: Instant,
-) -> Result<Bytes, Reason> {
+async fn read_bounded(resp: Answer, max: usize, deadline: Instant) -> Result<Bytes, Reason> {
     if resp.content_length().is_some_and(|n| n as usize > max) {
         return Err(Reason::BadResponse);
     }
     let read = async {
         let mut resp = resp;
+        // A body in one piece (the usual small answer) is not copied.
+        let mut one: Option<Bytes> = None;
         let mut buf = bytes::BytesMut::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| crate::probe::transport_verdict(&e).unwrap_or(Reason::Connect))?
-        {
-            if buf.len() + chunk.len() > max {
+        while let Some(chunk) = resp.chunk().await? {
+            let len = buf.len() + one.as_ref().map_or(0, Bytes::len);
+            if len + chunk.len() > max {
                 return Err(Reason::BadResponse);
+            }
+            if len == 0 {
+                one = Some(chunk);
+                continue;
+            }
+            if let Some(first) = one.take() {
+                buf.extend_from_slice(&first);
             }
             buf.extend_from_slice(&chunk);
         }
-        Ok(buf.freeze())
+        Ok(one.unwrap_or_else(|| buf.freeze()))
     };
     tokio::time::timeout_at(deadline.into(), read)
         .await

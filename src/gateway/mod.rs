@@ -15,6 +15,7 @@
 mod auth;
 mod body;
 mod cache;
+mod client;
 mod errors;
 mod failover;
 mod stream;

@@ -72,7 +72,7 @@ impl Finish {
 }
 
 pub struct Relay {
-    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: BoxStream<'static, Result<Bytes, Reason>>,
     /// Bytes of an event not yet complete: relayed once its blank line
     /// arrives, so that an error event never lands inside another event.
     pending: bytes::BytesMut,
@@ -86,7 +86,7 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(
-        upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+        upstream: BoxStream<'static, Result<Bytes, Reason>>,
         first: Bytes,
         finish: Finish,
         idle: Duration,
@@ -121,7 +121,7 @@ const MAX_UNDECIDED: usize = 64;
 /// may come split over chunks, even one byte at a time), each chunk
 /// within `idle` and all before `deadline`: committed from there on.
 pub async fn first_chunk(
-    upstream: &mut BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: &mut BoxStream<'static, Result<Bytes, Reason>>,
     idle: Duration,
     deadline: Instant,
 ) -> Result<Bytes, Reason> {
@@ -131,9 +131,7 @@ pub async fn first_chunk(
         let chunk = match tokio::time::timeout(limit, upstream.next()).await {
             Err(_) => return Err(Reason::Timeout),
             Ok(None) => return Err(Reason::BadResponse),
-            Ok(Some(Err(e))) => {
-                return Err(crate::probe::transport_verdict(&e).unwrap_or(Reason::Connect));
-            }
+            Ok(Some(Err(reason))) => return Err(reason),
             Ok(Some(Ok(chunk))) => chunk,
         };
         buf.extend_from_slice(&chunk);
@@ -194,8 +192,7 @@ impl Stream for Relay {
                     let rest = this.pending.split().freeze();
                     return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    let reason = crate::probe::transport_verdict(&e).unwrap_or(Reason::Connect);
+                Poll::Ready(Some(Err(reason))) => {
                     return Poll::Ready(this.end(Some(reason)).map(Ok));
                 }
                 Poll::Pending => {
@@ -250,8 +247,8 @@ use std::future::Future as _;
 mod tests {
     use super::*;
 
-    fn chunks(parts: &[&'static str]) -> BoxStream<'static, reqwest::Result<Bytes>> {
-        let v: Vec<reqwest::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from(*p))).collect();
+    fn chunks(parts: &[&'static str]) -> BoxStream<'static, Result<Bytes, Reason>> {
+        let v: Vec<Result<Bytes, Reason>> = parts.iter().map(|p| Ok(Bytes::from(*p))).collect();
         futures_util::stream::iter(v).boxed()
     }
 

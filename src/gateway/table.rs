@@ -10,6 +10,7 @@ use axum::http::HeaderValue;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 
 use super::cache::{self, Cache};
+use super::client::Origin;
 use super::upstream::Target;
 use crate::classify::Reason;
 use crate::config::Config;
@@ -35,6 +36,9 @@ pub struct Hop {
     pub target: Target,
     pub headers: HeaderMap,
     pub client: Result<reqwest::Client, String>,
+    /// The gateway's own connections, for a plain-HTTP endpoint without
+    /// upstream options (`client.rs`); None: `client` sends.
+    pub direct: Option<Arc<Origin>>,
     pub ignore: BTreeSet<Reason>,
     pub max_in_flight: Option<u32>,
     pub traffic: Arc<Traffic>,
@@ -118,8 +122,16 @@ fn hop(pos: usize, ep: Arc<Endpoint>, shared: &reqwest::Client, traffic: Arc<Tra
         .http_client(shared)
         .cloned()
         .map_err(|e| e.detail);
+    let direct = st
+        .cfg
+        .request
+        .upstream
+        .is_default()
+        .then(|| Origin::for_url(&st.cfg.url))
+        .flatten();
     let h = Hop {
         pos,
+        direct,
         name: HeaderValue::from_str(&ep.name).unwrap_or(HeaderValue::from_static("")),
         target: Target::of(&st.cfg),
         headers,
