@@ -2,8 +2,9 @@
 //! at random every 10 s, a config reload every minute (SIGHUP, thresholds
 //! changed) and a scrape every 5 s, for HFBREAKER_SOAK_SECONDS (default
 //! 1,800). RSS, open file descriptors, threads and runtime tasks are taken
-//! twice under the same conditions, every server healthy and settled: after
-//! a warm-up, and after the storm; growth over 5% fails the run.
+//! twice under the same conditions, every server healthy and settled (the
+//! median of five samples): after a 5-minute warm-up storm of the same
+//! kind, and after the long storm; growth over 5% fails the run.
 //!
 //! `scripts/soak` runs it; `scripts/soak 300` for a short run.
 
@@ -15,7 +16,8 @@ use testkit::procfs::{connections_to, rss_bytes};
 
 const N: usize = 10_000;
 const SERVERS: usize = 50;
-const WARM_UP: Duration = Duration::from_secs(120);
+/// The warm-up storm (then `SETTLE`, then the first measurement).
+const WARM_UP: Duration = Duration::from_secs(300);
 /// Over twice the probe client's pool idle timeout (30 s, checked every
 /// 30 s), so that the extra connections the storm opened are closed again
 /// before measuring.
@@ -94,6 +96,85 @@ fn set_mode(sim: &str, server: usize, mode: &str) {
     assert!(status.success());
 }
 
+const FAULTS: [&str; 10] = [
+    "\"ok\"",
+    "\"ok\"",
+    "\"ok\"",
+    "\"hang\"",
+    "\"reset\"",
+    "\"down\"",
+    "\"garbage\"",
+    "{\"status\": 503}",
+    "{\"status\": 429}",
+    "\"huge_body\"",
+];
+
+#[derive(Default)]
+struct Storm {
+    reloads: usize,
+    scrapes: usize,
+    changes: usize,
+}
+
+/// Random faults every 10 s, a reload every minute, a scrape every 5 s,
+/// for `length`; then every server healthy again and `SETTLE` to let the
+/// pool close what the storm opened.
+fn storm(sim: &testkit::Proc, d: &testkit::Proc, metrics: &str, length: Duration, n: &mut Storm) {
+    let start = Instant::now();
+    let mut tick = 0u64;
+    while start.elapsed() < length {
+        std::thread::sleep(Duration::from_secs(5));
+        tick += 1;
+        let scrape = Scrape(curl(metrics).0);
+        n.scrapes += 1;
+        if tick.is_multiple_of(2) {
+            for _ in 0..5 {
+                let server = fastrand::usize(..SERVERS);
+                set_mode(&sim.base(), server, FAULTS[fastrand::usize(..FAULTS.len())]);
+                n.changes += 1;
+            }
+        }
+        if tick.is_multiple_of(12) {
+            n.reloads += 1;
+            std::fs::write(d.config_path(), config(&sim.base(), n.reloads))
+                .expect("config written");
+            d.signal("HUP");
+        }
+        assert!(!scrape.0.is_empty(), "/metrics answered");
+    }
+    for s in 0..SERVERS {
+        set_mode(&sim.base(), s, "\"ok\"");
+    }
+    std::thread::sleep(SETTLE);
+}
+
+/// The median of five samples 10 s apart: a single sample catches
+/// whatever peak of probes in flight the machine's load made just then.
+fn settled_usage(pid: u32, metrics: &str, sim_port: u16) -> (Usage, Scrape) {
+    let mut samples = Vec::new();
+    let mut last = Scrape(String::new());
+    for i in 0..5 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_secs(10));
+        }
+        last = Scrape(curl(metrics).0);
+        samples.push(usage(pid, &last, sim_port));
+    }
+    let median = |f: fn(&Usage) -> f64| {
+        let mut v: Vec<f64> = samples.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let u = Usage {
+        rss_mib: median(|u| u.rss_mib),
+        fds: median(|u| u.fds),
+        threads: median(|u| u.threads),
+        tasks: median(|u| u.tasks),
+        upstream: median(|u| u.upstream),
+    };
+    (u, last)
+}
+
 fn main() {
     if !guard("soak", "see scripts/soak") {
         return;
@@ -109,56 +190,27 @@ fn main() {
     let sim = bin.simulate(&scenario());
     let d = bin.daemon(&config(&sim.base(), 0), &["--log.level=error"], &[]);
     let metrics = format!("{}/metrics", d.base());
-    let faults = [
-        "\"ok\"",
-        "\"ok\"",
-        "\"ok\"",
-        "\"hang\"",
-        "\"reset\"",
-        "\"down\"",
-        "\"garbage\"",
-        "{\"status\": 503}",
-        "{\"status\": 429}",
-        "\"huge_body\"",
-    ];
-    std::thread::sleep(WARM_UP);
-    let warm = usage(d.pid(), &Scrape(curl(&metrics).0), sim.port());
+    // The warm-up is the same workload, shorter: the first storm takes
+    // the allocator and the connection pool to their working size; what
+    // the soak looks for is growth after that.
+    let mut warm_up = Storm::default();
+    storm(&sim, &d, &metrics, WARM_UP, &mut warm_up);
+    let (warm, _) = settled_usage(d.pid(), &metrics, sim.port());
     let start = Instant::now();
-    let (mut reloads, mut scrapes, mut changes) = (0usize, 0usize, 0usize);
-    let mut tick = 0u64;
-    while start.elapsed() < run {
-        std::thread::sleep(Duration::from_secs(5));
-        tick += 1;
-        let scrape = Scrape(curl(&metrics).0);
-        scrapes += 1;
-        if tick.is_multiple_of(2) {
-            for _ in 0..5 {
-                let server = fastrand::usize(..SERVERS);
-                set_mode(&sim.base(), server, faults[fastrand::usize(..faults.len())]);
-                changes += 1;
-            }
-        }
-        if tick.is_multiple_of(12) {
-            reloads += 1;
-            std::fs::write(d.config_path(), config(&sim.base(), reloads)).expect("config written");
-            d.signal("HUP");
-        }
-        assert!(!scrape.0.is_empty(), "/metrics answered");
-    }
-    // Settle: every server healthy again, then measure.
-    for s in 0..SERVERS {
-        set_mode(&sim.base(), s, "\"ok\"");
-    }
-    std::thread::sleep(SETTLE);
-    let last = Scrape(curl(&metrics).0);
-    let end = usage(d.pid(), &last, sim.port());
+    let mut n = Storm {
+        reloads: warm_up.reloads,
+        ..Storm::default()
+    };
+    storm(&sim, &d, &metrics, run, &mut n);
+    let (end, last) = settled_usage(d.pid(), &metrics, sim.port());
+    let (changes, reloads, scrapes) = (n.changes, n.reloads - warm_up.reloads, n.scrapes);
     let growth = |a: f64, b: f64| if a > 0.0 { 100.0 * (b - a) / a } else { 0.0 };
     println!(
         "\nSoak: {N} endpoints, {SERVERS} simulated servers, {:.0} s; {changes} fault changes, {reloads} reloads, {scrapes} scrapes",
         start.elapsed().as_secs_f64()
     );
     println!(
-        "| what | after {:.0} s warm-up | at the end | growth |",
+        "| what | after a {:.0} s warm-up storm | at the end | growth |",
         WARM_UP.as_secs_f64()
     );
     println!("|---|---|---|---|");
