@@ -102,16 +102,7 @@ routes:
         hfemb = sim.url("hfemb"),
     );
     let td = TestDaemon::start(&yaml).await;
-    let gateway = Gateway::new(td.daemon.clone()).expect("gateway starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = listener.local_addr().unwrap();
-    tokio::spawn(hfbreaker::gateway::serve(
-        listener,
-        gateway,
-        Default::default(),
-        None,
-        std::future::pending(),
-    ));
+    let gw = td.start_gateway().await;
     Setup {
         td,
         gw,

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hfbreaker::gateway::Gateway;
 use hfbreaker::sim::{Protocol, Sim, VirtualSpec};
 use serde_json::json;
 use testkit::{Scrape, TestDaemon, client, sim};
@@ -191,16 +190,7 @@ routes:
         backup = sim.url("backup"),
     );
     let td = TestDaemon::start(&yaml).await;
-    let gateway = Gateway::new(td.daemon.clone()).expect("gateway starts");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = listener.local_addr().unwrap();
-    tokio::spawn(hfbreaker::gateway::serve(
-        listener,
-        gateway,
-        Default::default(),
-        None,
-        std::future::pending(),
-    ));
+    let gw = td.start_gateway().await;
     Setup {
         td,
         gw,

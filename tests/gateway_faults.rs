@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hfbreaker::config::HumanDuration;
-use hfbreaker::gateway::Gateway;
 use hfbreaker::sim::{Mode, Protocol, Sim, VirtualSpec};
 use serde_json::{Value, json};
 use testkit::{TestDaemon, client, sim};
@@ -101,16 +100,7 @@ routes:
         backup = sim.url("backup"),
     );
     let td = TestDaemon::start(&yaml).await;
-    let gateway = Gateway::new(td.daemon.clone()).expect("gateway starts");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = listener.local_addr().unwrap();
-    tokio::spawn(hfbreaker::gateway::serve(
-        listener,
-        gateway,
-        Default::default(),
-        None,
-        std::future::pending(),
-    ));
+    let gw = td.start_gateway().await;
     Setup {
         td,
         gw,

@@ -67,16 +67,7 @@ async fn example_alertmanager(bin: &std::path::Path, hook: &Webhook) -> Proc {
 /// The gateway in process, and a steady load through it: 10 chats a second to
 /// `assistant`, every other one streamed.
 async fn gateway_load(d: &TestDaemon) -> tokio::task::JoinHandle<()> {
-    let gateway = hfbreaker::gateway::Gateway::new(d.daemon.clone()).expect("gateway starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = listener.local_addr().unwrap();
-    tokio::spawn(hfbreaker::gateway::serve(
-        listener,
-        gateway,
-        Default::default(),
-        None,
-        std::future::pending(),
-    ));
+    let gw = d.start_gateway().await;
     tokio::spawn(async move {
         let c = client();
         for n in 0u64.. {

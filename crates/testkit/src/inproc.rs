@@ -45,6 +45,26 @@ impl TestDaemon {
         Self::start_with_admin(yaml, None).await
     }
 
+    /// Serve the OpenAI-compatible gateway for this daemon on an ephemeral
+    /// loopback port (default listener limits, no web config) until the
+    /// runtime ends; returns its address.
+    pub async fn start_gateway(&self) -> SocketAddr {
+        let gateway =
+            hfbreaker::gateway::Gateway::new(self.daemon.clone()).expect("gateway starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback binds");
+        let addr = listener.local_addr().expect("bound");
+        tokio::spawn(hfbreaker::gateway::serve(
+            listener,
+            gateway,
+            Default::default(),
+            None,
+            std::future::pending(),
+        ));
+        addr
+    }
+
     pub async fn start_with_admin(yaml: &str, admin_token: Option<&str>) -> TestDaemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("hfbreaker.yml");
