@@ -392,9 +392,15 @@ async fn primary_failure_under_load_fails_over_trips_and_recovers() {
     tokio::time::sleep_until(onset.into()).await;
     assert!(s.sim.set_mode("primary", Mode::Status(503)));
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    // The breaker opened from requests (probes run every 20 s).
+    // The breaker opened from requests (probes run every 20 s). With an
+    // 800 ms open period it may be between trials (half_open, reachable
+    // only from open) when the scrape comes.
     let m = s.td.scrape().await;
-    assert_eq!(m.state("primary"), Some("open"), "{}", m.hfbreaker_lines());
+    assert!(
+        matches!(m.state("primary"), Some("open" | "half_open")),
+        "{}",
+        m.hfbreaker_lines()
+    );
     stop.store(true, Ordering::Relaxed);
     let mut sent = 0;
     for l in load {
