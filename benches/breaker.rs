@@ -1,6 +1,6 @@
-//! The breaker's hot path, admit + record of a healthy probe: alone, and
-//! with one and two threads sharing one breaker behind a Mutex, as the
-//! daemon holds it. The pybreaker baseline runs in the same command:
+//! The breaker's hot path, admit + record of a healthy probe: alone (with a
+//! fixed and with a learned slow-call threshold), and with one and two
+//! threads sharing one breaker behind a Mutex, as the daemon holds it. The pybreaker baseline runs in the same command:
 //! scripts/bench/breaker.
 
 use std::hint::black_box;
@@ -18,6 +18,32 @@ fn uncontended(c: &mut Criterion) {
     let now = Instant::now();
     let mut b = Breaker::new(BreakerConfig::default(), now, 1);
     c.bench_function("breaker/admit+record", |bench| {
+        bench.iter(|| {
+            let (p, _) = b.try_acquire(black_box(now));
+            black_box(b.record(p.unwrap(), black_box(OK), now))
+        })
+    });
+}
+
+/// The same with `slow_call_duration: auto`, warmed up: each success also
+/// computes the learned threshold (one exp) and teaches the baseline (one
+/// ln, one exp).
+fn learned(c: &mut Criterion) {
+    let t0 = Instant::now();
+    let cfg = BreakerConfig {
+        slow_call_rate_threshold: 0.5,
+        adaptive: Some(hfbreaker::baseline::AdaptiveConfig::default()),
+        ..BreakerConfig::default()
+    };
+    let mut b = Breaker::new(cfg, t0, 1);
+    for k in 0..20 {
+        let now = t0 + Duration::from_secs(k);
+        let (p, _) = b.try_acquire(now);
+        b.record(p.unwrap(), OK, now);
+    }
+    assert!(b.latency_baseline().is_some(), "warmed up");
+    let now = t0 + Duration::from_secs(20);
+    c.bench_function("breaker/admit+record_auto", |bench| {
         bench.iter(|| {
             let (p, _) = b.try_acquire(black_box(now));
             black_box(b.record(p.unwrap(), black_box(OK), now))
@@ -67,6 +93,6 @@ fn contended(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = uncontended, contended
+    targets = uncontended, learned, contended
 }
 criterion_main!(benches);

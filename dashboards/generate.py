@@ -289,6 +289,21 @@ def endpoint():
         defaults={"min": 0, "max": 1},
         overrides=[{"matcher": {"id": "byName", "options": "failure_rate_threshold"}, "properties": [
             {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}, {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}}]}])
+    dashed = [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]
+    d.panel("timeseries", "Probe latency against the slow-call threshold", [
+        (f"histogram_quantile(0.5, sum by (le) (rate(hfbreaker_probe_duration_seconds_bucket{{{EP}}}[$__rate_interval])))", "p50"),
+        (f"histogram_quantile(0.9, sum by (le) (rate(hfbreaker_probe_duration_seconds_bucket{{{EP}}}[$__rate_interval])))", "p90"),
+        (f"max(hfbreaker_circuit_slow_call_duration_seconds{{{EP}}})", "slow-call threshold"),
+        (f"max(hfbreaker_endpoint_latency_baseline_seconds{{{EP}}})", "baseline"),
+    ], "s", w=24, description="Probe latency quantiles against the slow-call threshold in force (with slow_call_duration: auto, factor × the learned baseline once warmed up) and the learned baseline of successful probes while closed. Successes above the threshold are slow calls; slow_call_rate_threshold of them in the window trips (reason slow_calls).",
+        defaults={"min": 0, "custom": {"scaleDistribution": {"type": "log", "log": 10}}},
+        overrides=[
+            {"matcher": {"id": "byName", "options": "slow-call threshold"}, "properties": dashed + [
+                {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
+                {"id": "custom.lineInterpolation", "value": "stepAfter"}]},
+            {"matcher": {"id": "byName", "options": "baseline"}, "properties": dashed + [
+                {"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}},
+                {"id": "custom.lineInterpolation", "value": "stepAfter"}]}])
     d.row("Probes")
     d.panel("heatmap", "Probe latency", [
         (f"sum by (le) (increase(hfbreaker_probe_duration_seconds_bucket{{{EP}}}[$__rate_interval]))", "{{le}}", "heatmap"),

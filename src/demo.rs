@@ -268,11 +268,22 @@ impl View {
     fn refresh(&mut self, d: &Daemon) {
         let breakers = breaker_views(d);
         let routes = d.routes();
+        // Why each breaker last tripped, shown on entries into open.
+        let trips: HashMap<String, &'static str> = d
+            .topology()
+            .endpoints
+            .iter()
+            .filter_map(|ep| Some((ep.name.clone(), ep.lock().counts.last_trip?.as_str())))
+            .collect();
         for b in &breakers {
             let prev = self.last_states.insert(b.name.clone(), b.state);
             if let Some(p) = prev.filter(|p| *p != b.state) {
+                let reason = match (b.state, trips.get(&b.name)) {
+                    (State::Open | State::ForcedOpen, Some(r)) => format!(" ({r})"),
+                    _ => String::new(),
+                };
                 self.event(format!(
-                    "{}: {} -> {}",
+                    "{}: {} -> {}{reason}",
                     b.name,
                     p.as_str(),
                     b.state.as_str()
@@ -384,5 +395,25 @@ mod tests {
             assert!(cfg.endpoints.iter().any(|e| e.name == ep));
         }
         assert_eq!(s.cycle(), Duration::from_secs(60));
+        // One brownout, on the endpoint behind the one breaker whose
+        // slow-call threshold is learned.
+        let brownouts: Vec<&str> = s
+            .endpoints
+            .iter()
+            .filter(|e| {
+                e.timeline.iter().any(
+                    |st| matches!(&st.mode, crate::sim::Mode::Latency(l) if l.brownout.is_some()),
+                )
+            })
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(brownouts, ["hf-inference"]);
+        let learned: Vec<&str> = cfg
+            .endpoints
+            .iter()
+            .filter(|e| e.breaker.adaptive.is_some())
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(learned, ["bge-serverless"]);
     }
 }

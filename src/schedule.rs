@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::breaker::{Breaker, Outcome, Permit, State, Transition};
+use crate::breaker::{Breaker, Outcome, Permit, State, Transition, TripReason};
 use crate::classify::{Reason, Verdict};
 use crate::config::EndpointConfig;
 use crate::history::{self, EndpointHistory};
@@ -40,6 +40,8 @@ pub struct Counts {
     pub ignored: u64,
     pub rejected: u64,
     pub trips: u64,
+    /// Why the breaker last tripped (the demo shows it).
+    pub last_trip: Option<TripReason>,
 }
 
 /// Mutable state of one endpoint, behind its own lock.
@@ -188,6 +190,7 @@ impl Endpoint {
         if let Some(reason) = t.trip {
             self.metrics.trip(reason);
             st.counts.trips += 1;
+            st.counts.last_trip = Some(reason);
         }
         self.refresh_stats(st);
         match t.trip {

@@ -258,6 +258,33 @@ fn dashboards_follow_the_conventions() {
     }
 }
 
+/// The endpoint dashboard plots probe latency against the slow-call
+/// threshold in force and the learned baseline, in one panel (issue 11).
+#[test]
+fn endpoint_dashboard_plots_latency_against_threshold_and_baseline() {
+    let (_, d) = dashboards()
+        .into_iter()
+        .find(|(f, _)| f == "hfbreaker-endpoint.json")
+        .unwrap();
+    let wanted = [
+        "hfbreaker_probe_duration_seconds_bucket",
+        "hfbreaker_circuit_slow_call_duration_seconds",
+        "hfbreaker_endpoint_latency_baseline_seconds",
+    ];
+    let panel = d["panels"].as_array().unwrap().iter().find(|p| {
+        let exprs: Vec<&str> = p["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["expr"].as_str())
+            .collect();
+        wanted.iter().all(|m| exprs.iter().any(|e| e.contains(m)))
+    });
+    let panel = panel.expect("a panel with probe latency, the threshold and the baseline");
+    assert_eq!(panel["type"], "timeseries");
+    assert_eq!(panel["fieldConfig"]["defaults"]["unit"], "s");
+}
+
 #[test]
 fn dashboards_are_generated_from_the_committed_generator() {
     let Some(py) = require_tool("python3", &["python3"]) else {

@@ -1,6 +1,7 @@
 //! `hfbreaker demo` as a user runs it: within a minute every breaker state
 //! and every route tier shows up on /metrics, the demo's gateway traffic
-//! is answered from every tier too, and Ctrl-C stops it cleanly.
+//! is answered from every tier too, a brownout trips on `slow_calls`, and
+//! Ctrl-C stops it cleanly.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,7 +54,15 @@ fn demo_shows_every_state_and_tier_within_a_minute() {
             s.series("hfbreaker_gateway_requests_total", &[("tier", t)])
                 .any(|x| x.value != 0.0)
         });
-        if all_tiers && all_states && gateway_tiers {
+        // The brownout of the serverless embeddings trips their learned
+        // slow-call threshold.
+        let brownout = s
+            .get(
+                "hfbreaker_circuit_trips_total",
+                &[("endpoint", "bge-serverless"), ("reason", "slow_calls")],
+            )
+            .is_some_and(|v| v >= 1.0);
+        if all_tiers && all_states && gateway_tiers && brownout {
             break s;
         }
         assert!(
@@ -109,6 +118,10 @@ fn demo_shows_every_state_and_tier_within_a_minute() {
     assert!(
         o.contains("route assistant: zephyr-dedicated -> zephyr-serverless (fallback)"),
         "plain line output when not a TTY:\n{o}"
+    );
+    assert!(
+        o.contains("bge-serverless: closed -> open (slow_calls)"),
+        "the brownout's trip and its reason:\n{o}"
     );
     assert!(o.contains("hfbreaker demo: stopped"));
     assert!(

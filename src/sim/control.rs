@@ -1,8 +1,9 @@
 //! The simulator's control API, beside the virtual endpoints on the same port:
 //!
 //! - `GET /_sim/endpoints`: every endpoint with its protocol, mode and request counts
-//! - `PUT /_sim/endpoints/{name}/mode` with a JSON mode (`"hang"`, `{"status": 503}`):
-//!   override the timeline
+//! - `PUT /_sim/endpoints/{name}/mode` with a JSON mode (`"hang"`, `{"status": 503}`,
+//!   `{"latency": {"median": "100ms", "brownout": {"start": "0s", "ramp": "2m", "peak": 5}}}`):
+//!   override the timeline (a latency model's clock starts now); 400 for a bad mode
 //! - `DELETE /_sim/endpoints/{name}/mode`: back to the timeline
 
 use std::sync::Arc;
@@ -38,7 +39,7 @@ async fn list(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
                 "name": n,
                 "protocol": spec.protocol,
                 "model": spec.model,
-                "mode": over.as_ref().unwrap_or(&spec.mode),
+                "mode": over.as_ref().map_or(&spec.mode, |(m, _)| m),
                 "overridden": over.is_some(),
                 "requests": v.requests.load(Ordering::Relaxed),
                 "inference_requests": v.inference_requests.load(Ordering::Relaxed),
@@ -69,20 +70,29 @@ async fn set(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
+    let invalid = |e: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("invalid mode: {e}")})),
+        )
+            .into_response()
+    };
     let mode: Mode = match serde_json::from_slice(&body) {
         Ok(m) => m,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": format!("invalid mode: {e}")})),
-            )
-                .into_response();
-        }
+        Err(e) => return invalid(e.to_string()),
     };
+    let problems: Vec<String> = mode
+        .problems()
+        .into_iter()
+        .map(|(field, msg)| format!("{field}: {msg}"))
+        .collect();
+    if !problems.is_empty() {
+        return invalid(problems.join("; "));
+    }
     let Some(v) = find(&st, &name) else {
         return unknown(&name);
     };
-    *v.override_mode.write().unwrap_or_else(|p| p.into_inner()) = Some(mode.clone());
+    v.set_override(Some(mode.clone()));
     Json(json!({"name": name, "mode": mode, "overridden": true})).into_response()
 }
 
@@ -90,6 +100,6 @@ async fn clear(State(st): State<Arc<SimState>>, Path(name): Path<String>) -> Res
     let Some(v) = find(&st, &name) else {
         return unknown(&name);
     };
-    *v.override_mode.write().unwrap_or_else(|p| p.into_inner()) = None;
+    v.set_override(None);
     Json(json!({"name": name, "overridden": false})).into_response()
 }

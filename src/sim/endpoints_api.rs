@@ -9,7 +9,7 @@ use super::{Mode, Req, json_response, not_found};
 
 pub(super) fn handle(req: &Req) -> Response {
     let state = match &req.spec.mode {
-        Mode::Ok | Mode::Slow(_) => "running",
+        Mode::Ok | Mode::Slow(_) | Mode::Latency(_) => "running",
         Mode::ScaledToZero => "scaledToZero",
         Mode::Paused => "paused",
         Mode::Loading { .. } => "initializing",

@@ -77,6 +77,43 @@ impl Latency {
         }
     }
 
+    /// Values that make no sense, as (field, message) pairs; empty when
+    /// the model is valid. Bounds: `median` above zero and at most 5m (the
+    /// longest probe timeout), `jitter` 0 - 3, `outliers` 0 - 1,
+    /// `outlier_factor` and `drift` 1 - 1000, `drift_period` at least 1s,
+    /// the brownout's `peak` above zero and at most 1000.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut range = |field, v: f64, lo: f64, hi: f64| {
+            if !(lo..=hi).contains(&v) {
+                out.push((field, format!("{v} is out of range {lo} - {hi}")));
+            }
+        };
+        range("jitter", self.jitter, 0.0, 3.0);
+        range("outliers", self.outliers, 0.0, 1.0);
+        range("outlier_factor", self.outlier_factor, 1.0, 1000.0);
+        range("drift", self.drift, 1.0, 1000.0);
+        if let Some(b) = &self.brownout
+            && !(b.peak > 0.0 && b.peak <= 1000.0)
+        {
+            out.push((
+                "brownout.peak",
+                format!("{} is out of range (0, 1000]", b.peak),
+            ));
+        }
+        let median = self.median.0;
+        if median.is_zero() || median > Duration::from_secs(300) {
+            out.push(("median", format!("{median:?} is out of range (0, 5m]")));
+        }
+        if self.drift_period.0 < Duration::from_secs(1) {
+            out.push((
+                "drift_period",
+                format!("{:?} is below 1s", self.drift_period.0),
+            ));
+        }
+        out
+    }
+
     /// The brownout's factor at `t` (1 outside it).
     pub fn brownout_factor(&self, t: Duration) -> f64 {
         let Some(b) = &self.brownout else {
@@ -187,6 +224,43 @@ mod tests {
         assert!((median / 0.1 - 1.0).abs() < 0.03, "{median}");
         let outliers = v.iter().filter(|x| **x > 0.5).count();
         assert!((100..300).contains(&outliers), "{outliers}");
+    }
+
+    #[test]
+    fn problems_name_each_bad_field() {
+        assert!(
+            Latency::constant(Duration::from_millis(1))
+                .problems()
+                .is_empty()
+        );
+        let mut m = Latency {
+            jitter: -0.1,
+            outliers: 1.5,
+            outlier_factor: 0.5,
+            drift: f64::NAN,
+            drift_period: HumanDuration(Duration::from_millis(10)),
+            ..Latency::constant(Duration::ZERO)
+        };
+        m.brownout = Some(Brownout {
+            start: zero(),
+            ramp: zero(),
+            peak: 0.0,
+            hold: None,
+        });
+        let fields: Vec<&str> = m.problems().iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            fields,
+            [
+                "jitter",
+                "outliers",
+                "outlier_factor",
+                "drift",
+                "brownout.peak",
+                "median",
+                "drift_period"
+            ]
+        );
+        assert_eq!(m.problems()[0].1, "-0.1 is out of range 0 - 3");
     }
 
     #[test]

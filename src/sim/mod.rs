@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -35,6 +35,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::HumanDuration;
+use latency::Latency;
 
 /// The server software a virtual endpoint imitates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -69,6 +70,10 @@ pub enum Mode {
     Down,
     /// Answer correctly after this delay.
     Slow(HumanDuration),
+    /// Answer correctly after a delay drawn from a latency model (jitter,
+    /// drift, a brownout, outliers: see [`latency::Latency`]) whose clock
+    /// starts when the mode is set (a timeline step, the control API).
+    Latency(Latency),
     /// 200 with a body that is not what the protocol promises.
     Garbage,
     /// 200 with an 8 MiB body.
@@ -111,6 +116,24 @@ impl Mode {
             other => other,
         }
     }
+
+    /// What is wrong with this mode's values, as (field below the mode,
+    /// message) pairs; empty when it is valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        match self {
+            Mode::Latency(l) => l
+                .problems()
+                .into_iter()
+                .map(|(f, m)| (format!("latency.{f}"), m))
+                .collect(),
+            Mode::Flapping { fault, .. } => fault
+                .problems()
+                .into_iter()
+                .map(|(f, m)| (format!("flapping.fault.{f}"), m))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// How a virtual endpoint is set up.
@@ -139,12 +162,61 @@ impl VirtualSpec {
 
 struct Virtual {
     spec: RwLock<VirtualSpec>,
-    /// Set through the control API; wins over the spec's (timeline's) mode.
-    override_mode: RwLock<Option<Mode>>,
+    /// When the spec's mode was set: the clock of a latency model.
+    spec_since: RwLock<Instant>,
+    /// Set through the control API, with when; wins over the spec's
+    /// (timeline's) mode.
+    override_mode: RwLock<Option<(Mode, Instant)>>,
     /// Every request that reached this endpoint.
     requests: AtomicU64,
     /// Requests that would wake a scaled-to-zero replica (anything but the management API).
     inference_requests: AtomicU64,
+}
+
+impl Virtual {
+    fn new(spec: VirtualSpec) -> Self {
+        Virtual {
+            spec: RwLock::new(spec),
+            spec_since: RwLock::new(Instant::now()),
+            override_mode: RwLock::new(None),
+            requests: AtomicU64::new(0),
+            inference_requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Set the spec's (timeline's) mode; a latency model's clock restarts.
+    fn set_mode(&self, mode: Mode) {
+        self.spec.write().unwrap_or_else(|p| p.into_inner()).mode = mode;
+        *self.spec_since.write().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Override the timeline's mode (None: back to it).
+    fn set_override(&self, mode: Option<Mode>) {
+        *self
+            .override_mode
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = mode.map(|m| (m, Instant::now()));
+    }
+
+    /// The spec with the mode in force, and since when that mode is set.
+    fn current(&self) -> (VirtualSpec, Instant) {
+        let mut spec = self.spec.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let over = self
+            .override_mode
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match over {
+            Some((m, since)) => {
+                spec.mode = m;
+                (spec, since)
+            }
+            None => (
+                spec,
+                *self.spec_since.read().unwrap_or_else(|p| p.into_inner()),
+            ),
+        }
+    }
 }
 
 struct SimState {
@@ -213,7 +285,7 @@ impl Sim {
     pub fn set_mode(&self, name: &str, mode: Mode) -> bool {
         match self.virt(name) {
             Some(v) => {
-                v.spec.write().unwrap_or_else(|p| p.into_inner()).mode = mode;
+                v.set_mode(mode);
                 true
             }
             None => false,
@@ -266,15 +338,7 @@ fn add(state: &SimState, name: String, spec: VirtualSpec) {
         .endpoints
         .write()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(
-            name,
-            Arc::new(Virtual {
-                spec: RwLock::new(spec),
-                override_mode: RwLock::new(None),
-                requests: AtomicU64::new(0),
-                inference_requests: AtomicU64::new(0),
-            }),
-        );
+        .insert(name, Arc::new(Virtual::new(spec)));
 }
 
 async fn accept_loop(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
@@ -386,15 +450,7 @@ async fn dispatch(
         return (StatusCode::NOT_FOUND, "no such simulated endpoint\n").into_response();
     };
     v.requests.fetch_add(1, Ordering::Relaxed);
-    let mut spec = v.spec.read().unwrap_or_else(|p| p.into_inner()).clone();
-    if let Some(m) = v
-        .override_mode
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-    {
-        spec.mode = m;
-    }
+    let (mut spec, since) = v.current();
     spec.mode = spec.mode.at(st.started.elapsed()).clone();
     if spec.protocol != Protocol::EndpointsApi {
         v.inference_requests.fetch_add(1, Ordering::Relaxed);
@@ -406,6 +462,10 @@ async fn dispatch(
         }
         Mode::Hang => return std::future::pending().await,
         Mode::Slow(d) => tokio::time::sleep(d.0).await,
+        Mode::Latency(m) => {
+            let delay = m.sample(since.elapsed(), &mut fastrand::Rng::new());
+            tokio::time::sleep(delay).await
+        }
         _ => {}
     }
     let req = Req {
@@ -435,7 +495,8 @@ pub(crate) fn json_response(status: StatusCode, v: &serde_json::Value) -> Respon
         .into_response()
 }
 
-/// The modes every inference protocol answers the same way, or `None` for `Ok`/`Slow`.
+/// The modes every inference protocol answers the same way, or `None` for
+/// `Ok`/`Slow`/`Latency`.
 /// `error` builds the protocol's own error body for a status.
 pub(crate) fn common_fault(
     req: &Req,
@@ -445,6 +506,7 @@ pub(crate) fn common_fault(
     Some(match &req.spec.mode {
         Mode::Ok
         | Mode::Slow(_)
+        | Mode::Latency(_)
         | Mode::Hang
         | Mode::Reset
         | Mode::Down
@@ -556,4 +618,76 @@ pub(crate) fn unix_now() -> u64 {
 
 pub(crate) fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latency::{Brownout, Latency};
+    use super::*;
+
+    async fn timed_get(client: &reqwest::Client, url: &str) -> (u16, Duration) {
+        let t = std::time::Instant::now();
+        let r = client.get(url).send().await.unwrap();
+        let code = r.status().as_u16();
+        let _ = r.bytes().await;
+        (code, t.elapsed())
+    }
+
+    /// A latency mode delays answers as its model says, from a timeline or
+    /// the control API (whose model's clock starts when it is set), and the
+    /// control API refuses bad values.
+    #[tokio::test]
+    async fn latency_mode_delays_answers_as_configured() {
+        let mut spec = VirtualSpec::new(Protocol::Tgi, "m");
+        spec.mode = Mode::Latency(Latency::constant(Duration::from_millis(300)));
+        let sim = Sim::start(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![("a".to_string(), spec)],
+        )
+        .await
+        .unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let info = format!("{}/info", sim.url("a"));
+        let (code, took) = timed_get(&client, &info).await;
+        assert_eq!(code, 200);
+        assert!(
+            (Duration::from_millis(300)..Duration::from_millis(900)).contains(&took),
+            "{took:?}"
+        );
+        // a brownout at 4x from the moment it is set: 100 ms -> 400 ms
+        let mut m = Latency::constant(Duration::from_millis(100));
+        m.brownout = Some(Brownout {
+            start: HumanDuration(Duration::ZERO),
+            ramp: HumanDuration(Duration::ZERO),
+            peak: 4.0,
+            hold: None,
+        });
+        let control = format!("http://{}/_sim/endpoints/a/mode", sim.addr());
+        let body = serde_json::to_string(&Mode::Latency(m)).unwrap();
+        let r = client.put(&control).body(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let (code, took) = timed_get(&client, &info).await;
+        assert_eq!(code, 200);
+        assert!(
+            (Duration::from_millis(400)..Duration::from_millis(1000)).contains(&took),
+            "{took:?}"
+        );
+        let r = client
+            .put(&control)
+            .body(r#"{"latency": {"median": "100ms", "jitter": 9}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let text = r.text().await.unwrap();
+        assert!(
+            text.contains("latency.jitter: 9 is out of range 0 - 3"),
+            "{text}"
+        );
+        // back to the 300 ms constant
+        client.delete(&control).send().await.unwrap();
+        let (_, took) = timed_get(&client, &info).await;
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        sim.shutdown().await;
+    }
 }

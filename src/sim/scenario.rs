@@ -11,6 +11,9 @@
 //!     timeline:
 //!       - {mode: ok, for: 20s}
 //!       - {mode: {status: 503}, for: 10s, note: "the primary fails"}
+//!       - mode:                    # a latency model; its clock starts with the step
+//!           latency: {median: 80ms, jitter: 0.2, brownout: {start: 5s, ramp: 1m, peak: 5}}
+//!         for: 2m
 //! ```
 
 use std::collections::HashMap;
@@ -79,7 +82,7 @@ struct RawEndpoint {
     #[serde(default = "default_loop", rename = "loop")]
     repeat: bool,
     #[serde(default)]
-    mode: Option<Mode>,
+    mode: Option<Spanned<Mode>>,
     #[serde(default)]
     timeline: Vec<RawStep>,
 }
@@ -87,7 +90,7 @@ struct RawEndpoint {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
-    mode: Mode,
+    mode: Spanned<Mode>,
     #[serde(rename = "for")]
     duration: Spanned<HumanDuration>,
     #[serde(default)]
@@ -180,8 +183,7 @@ impl Scenario {
                             .unwrap_or_else(|p| p.into_inner())
                             .get(&e.name)
                         {
-                            v.spec.write().unwrap_or_else(|p| p.into_inner()).mode =
-                                step.mode.clone();
+                            v.set_mode(step.mode.clone());
                         }
                         if let (Some(tx), Some(note)) = (&notes, &step.note) {
                             let _ = tx.send(format!("{}: {note}", e.name));
@@ -233,7 +235,15 @@ fn check(raw: &RawScenario, errs: &mut Errors) {
         } else {
             seen.insert(name, e.name.referenced.line());
         }
+        if let Some(mode) = &e.mode {
+            check_mode(mode, &format!("endpoints[{i}].mode"), errs);
+        }
         for (j, step) in e.timeline.iter().enumerate() {
+            check_mode(
+                &step.mode,
+                &format!("endpoints[{i}].timeline[{j}].mode"),
+                errs,
+            );
             if step.duration.value.0.is_zero() {
                 errs.at(
                     &step.duration,
@@ -242,6 +252,13 @@ fn check(raw: &RawScenario, errs: &mut Errors) {
                 );
             }
         }
+    }
+}
+
+/// A mode's bad values (a latency model's), each at the mode's position.
+fn check_mode(mode: &Spanned<Mode>, at: &str, errs: &mut Errors) {
+    for (field, msg) in mode.value.problems() {
+        errs.at(mode, format!("{at}.{field}"), msg);
     }
 }
 
@@ -254,12 +271,12 @@ impl From<RawEndpoint> for ScenarioEndpoint {
             api_key: e.api_key,
             embedding: e.embedding,
             repeat: e.repeat,
-            mode: e.mode,
+            mode: e.mode.map(|m| m.value),
             timeline: e
                 .timeline
                 .into_iter()
                 .map(|s| Step {
-                    mode: s.mode,
+                    mode: s.mode.value,
                     duration: s.duration.value,
                     note: s.note,
                 })
@@ -454,6 +471,80 @@ endpoints:
                 "{}:5:25: endpoints[0].timeline[0].for: a step needs a duration above zero",
                 path.display()
             )
+        );
+    }
+
+    #[test]
+    fn latency_modes_parse() {
+        let s = Scenario::parse(
+            "endpoints:
+  - name: a
+    protocol: tgi
+    timeline:
+      - {mode: {latency: {median: 80ms}}, for: 1m}
+      - mode:
+          latency: {median: 80ms, jitter: 0.2, outliers: 0.01, outlier_factor: 8, drift: 2,
+                    drift_period: 1h, brownout: {start: 5s, ramp: 1m, peak: 5, hold: 30s}}
+        for: 2m
+  - name: b
+    protocol: tei
+    mode: {latency: {median: 20ms, jitter: 0.1}}
+",
+            "s.yml",
+        )
+        .unwrap();
+        let Mode::Latency(m) = &s.endpoints[0].timeline[1].mode else {
+            panic!("{:?}", s.endpoints[0].timeline[1].mode);
+        };
+        assert_eq!(m.median.0, Duration::from_millis(80));
+        assert_eq!(m.outlier_factor, 8.0);
+        assert_eq!(m.drift_period.0, Duration::from_secs(3600));
+        let b = m.brownout.as_ref().unwrap();
+        assert_eq!((b.peak, b.hold.unwrap().0), (5.0, Duration::from_secs(30)));
+        assert_eq!(
+            s.endpoints[1].mode,
+            Some(Mode::Latency(super::super::latency::Latency {
+                jitter: 0.1,
+                ..super::super::latency::Latency::constant(Duration::from_millis(20))
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_latency_values_name_line_column_and_field() {
+        let yaml = "endpoints:
+  - name: a
+    protocol: tgi
+    timeline:
+      - {mode: ok, for: 1s}
+      - mode: {latency: {median: 80ms, jitter: -1, brownout: {start: 0s, peak: 0}}}
+        for: 1s
+      - {mode: {flapping: {period: 4s, fault: {latency: {median: 1s, outliers: 2}}}}, for: 1s}
+  - name: b
+    protocol: tei
+    mode: {latency: {median: 0s}}
+";
+        assert_eq!(
+            errors(yaml),
+            [
+                "s.yml:6:15: endpoints[0].timeline[1].mode.latency.jitter: -1 is out of range 0 - 3",
+                "s.yml:6:15: endpoints[0].timeline[1].mode.latency.brownout.peak: 0 is out of range (0, 1000]",
+                "s.yml:8:16: endpoints[0].timeline[2].mode.flapping.fault.latency.outliers: 2 is out of range 0 - 1",
+                "s.yml:11:11: endpoints[1].mode.latency.median: 0ns is out of range (0, 5m]",
+            ]
+        );
+        let e = errors(&format!(
+            "{HEAD}    timeline:\n      - {{mode: {{latency: {{median: 1s, jitter: high}}}}, for: 1s}}\n"
+        ));
+        assert_eq!(e, ["s.yml:5:47: jitter: invalid floating point"]);
+        let e = errors(&format!(
+            "{HEAD}    timeline:\n      - {{mode: {{latency: {{median: 1s, spread: 2}}}}, for: 1s}}\n"
+        ));
+        assert!(
+            e[0].starts_with(
+                "s.yml:5:39: spread: unknown field `spread`, expected one of median, "
+            ),
+            "{e:?}"
         );
     }
 
