@@ -261,7 +261,7 @@ routes:
     };
     let ok = endpoint(&v, "ok");
     assert_eq!(ok["last_probe"]["result"], "success");
-    assert!(ok["last_probe"]["latency_seconds"].as_f64().unwrap() > 0.0);
+    assert!(ok["last_probe"]["duration_seconds"].as_f64().unwrap() > 0.0);
     let m = ok["history"].as_array().unwrap().last().unwrap().clone();
     assert!(m["max_ms"].is_u64() && m["mean_ms"].is_u64(), "{m}");
     assert_eq!(m["state"], "closed");

@@ -14,6 +14,7 @@ use super::{rfc3339, wall};
 use crate::breaker::State;
 use crate::classify::Verdict;
 use crate::daemon::{AdminAction, AdminError, Daemon};
+use crate::schedule::LastProbe;
 
 #[derive(Serialize)]
 pub struct BreakerView {
@@ -59,6 +60,23 @@ pub struct LastProbeView {
     pub detail: String,
 }
 
+impl From<&LastProbe> for LastProbeView {
+    fn from(l: &LastProbe) -> Self {
+        LastProbeView {
+            at: rfc3339(l.at),
+            result: match l.verdict {
+                Verdict::Success => "success",
+                Verdict::Failure(_) => "failure",
+                Verdict::Ignored(_) => "ignored",
+            },
+            reason: l.verdict.reason().map(|r| r.as_str()),
+            status_code: l.status,
+            duration_seconds: l.duration.as_secs_f64(),
+            detail: l.detail.clone(),
+        }
+    }
+}
+
 pub fn breaker_views(d: &Daemon) -> Vec<BreakerView> {
     let topo = d.topology();
     topo.endpoints
@@ -89,18 +107,7 @@ pub fn breaker_views(d: &Daemon) -> Vec<BreakerView> {
                     rejected: st.counts.rejected,
                     trips: st.counts.trips,
                 },
-                last_probe: st.last.as_ref().map(|l| LastProbeView {
-                    at: rfc3339(l.at),
-                    result: match l.verdict {
-                        Verdict::Success => "success",
-                        Verdict::Failure(_) => "failure",
-                        Verdict::Ignored(_) => "ignored",
-                    },
-                    reason: l.verdict.reason().map(|r| r.as_str()),
-                    status_code: l.status,
-                    duration_seconds: l.duration.as_secs_f64(),
-                    detail: l.detail.clone(),
-                }),
+                last_probe: st.last.as_ref().map(LastProbeView::from),
                 next_probe_at: st.next_probe.map(|t| rfc3339(wall(t))),
             }
         })

@@ -12,9 +12,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::api::LastProbeView;
 use super::{rfc3339, wall};
 use crate::breaker::State;
-use crate::classify::Verdict;
 use crate::daemon::Daemon;
 use crate::history::{self, Mark};
 use crate::tier::Tier;
@@ -63,20 +63,10 @@ pub struct EndpointView {
     pub since: String,
     pub enforced: bool,
     pub open_until: Option<String>,
-    pub last_probe: Option<LastView>,
+    pub last_probe: Option<LastProbeView>,
     /// One mark per minute (of the last `history_minutes`) that saw a
     /// probe or a state change, oldest first.
     pub history: Vec<MarkView>,
-}
-
-#[derive(Serialize)]
-pub struct LastView {
-    pub at: String,
-    pub result: &'static str,
-    pub reason: Option<&'static str>,
-    pub status_code: Option<u16>,
-    pub latency_seconds: f64,
-    pub detail: String,
 }
 
 fn is_zero(n: &u16) -> bool {
@@ -165,18 +155,7 @@ fn endpoint_view(
         since: rfc3339(st.since_wall),
         enforced: cfg.enforce,
         open_until: st.breaker.open_until().map(|t| rfc3339(wall(t))),
-        last_probe: st.last.as_ref().map(|l| LastView {
-            at: rfc3339(l.at),
-            result: match l.verdict {
-                Verdict::Success => "success",
-                Verdict::Failure(_) => "failure",
-                Verdict::Ignored(_) => "ignored",
-            },
-            reason: l.verdict.reason().map(|r| r.as_str()),
-            status_code: l.status,
-            latency_seconds: l.duration.as_secs_f64(),
-            detail: l.detail.clone(),
-        }),
+        last_probe: st.last.as_ref().map(LastProbeView::from),
         history: st.history.marks(now, minutes).map(MarkView::from).collect(),
     }
 }
