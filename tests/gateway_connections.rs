@@ -55,8 +55,7 @@ async fn upstream(script: Script) -> Upstream {
     let (c, r) = (connections.clone(), requests.clone());
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
-            c.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(s, script, r.clone()));
+            tokio::spawn(serve(s, script, c.clone(), r.clone()));
         }
     });
     Upstream {
@@ -66,11 +65,13 @@ async fn upstream(script: Script) -> Upstream {
     }
 }
 
-/// One request's head and body from `s`; false when the peer closed.
-async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+/// One request's head and body from `s`: its request line, or `None` when
+/// the peer closed.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let line = head.lines().next().unwrap_or("").to_string();
             let len: usize = head
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
@@ -78,12 +79,12 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 buf.drain(..end + 4 + len);
-                return true;
+                return Some(line);
             }
         }
         let mut chunk = [0u8; 4096];
         match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
@@ -104,10 +105,27 @@ async fn reset(s: TcpStream) {
     drop(s);
 }
 
-async fn serve(mut s: TcpStream, script: Script, requests: Arc<AtomicUsize>) {
+/// Serves one connection. Only the gateway's connections and requests are
+/// counted: the daemon's own probe (`GET /health`, whenever its randomised
+/// first run falls inside the test) would otherwise add one.
+async fn serve(
+    mut s: TcpStream,
+    script: Script,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+) {
     let mut buf = Vec::new();
-    while read_request(&mut s, &mut buf).await {
-        requests.fetch_add(1, Ordering::SeqCst);
+    let mut first = true;
+    while let Some(line) = read_request(&mut s, &mut buf).await {
+        if line.starts_with("get /health") {
+            // A probe: answer it like any request, uncounted.
+        } else {
+            if first {
+                connections.fetch_add(1, Ordering::SeqCst);
+            }
+            requests.fetch_add(1, Ordering::SeqCst);
+        }
+        first = false;
         match script {
             Script::KeepAlive => {
                 if s.write_all(answer("").as_bytes()).await.is_err() {
