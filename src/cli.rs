@@ -58,6 +58,10 @@ pub struct Flags {
         default_value = "hfbreaker.yml"
     )]
     pub config_file: PathBuf,
+    /// How often to look at the config file and the token and key files it names, reloading when they changed (for ConfigMaps and rotated Secrets); 0s: never
+    #[arg(long = "config.auto-reload-interval", value_name = "DURATION", default_value = "0s",
+          value_parser = parse_reload_interval)]
+    pub auto_reload_interval: Duration,
     /// Address for /metrics, the API and the landing page
     #[arg(long = "web.listen-address", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: String,
@@ -92,6 +96,17 @@ fn parse_positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err("must be a whole number of at least 1".to_string()),
+    }
+}
+
+/// 0 (off), or 1 s to 1 h: more often only spends CPU parsing the file;
+/// less often leaves an edit unapplied for longer than anyone would wait.
+fn parse_reload_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() || (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+        Ok(d)
+    } else {
+        Err("must be 0s (off) or between 1s and 1h".to_string())
     }
 }
 
@@ -520,6 +535,12 @@ fn run(flags: Flags) -> i32 {
             "listening"
         );
         tokio::spawn(reload_on_sighup(daemon.clone()));
+        if !flags.auto_reload_interval.is_zero() {
+            tokio::spawn(crate::daemon::auto_reload(
+                daemon.clone(),
+                flags.auto_reload_interval,
+            ));
+        }
         tokio::spawn(crate::memory::trim_periodically());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let gateway = match gateway_addr {
@@ -635,6 +656,7 @@ mod tests {
             cli.flags,
             Flags {
                 config_file: PathBuf::from("hfbreaker.yml"),
+                auto_reload_interval: Duration::ZERO,
                 listen: ":9799".into(),
                 admin_token_file: None,
                 storage_path: "data/".into(),
@@ -685,6 +707,23 @@ mod tests {
         }
         let e = parse_err(&["demo", "--web.enable-lifecycle"]);
         assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn auto_reload_interval_is_off_or_between_a_second_and_an_hour() {
+        for (arg, want) in [
+            ("0s", Duration::ZERO),
+            ("1s", Duration::from_secs(1)),
+            ("30s", Duration::from_secs(30)),
+            ("1h", Duration::from_secs(3600)),
+        ] {
+            let f = parse_ok(&[&format!("--config.auto-reload-interval={arg}")]).flags;
+            assert_eq!(f.auto_reload_interval, want, "{arg}");
+        }
+        for bad in ["500ms", "61m", "500000000000y", "soon"] {
+            let e = parse_err(&[&format!("--config.auto-reload-interval={bad}")]);
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{bad}");
+        }
     }
 
     #[test]

@@ -78,6 +78,17 @@ pub enum AdminError {
     NotSaved { state: State, error: String },
 }
 
+/// What one look of the config auto-reload did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoReload {
+    /// Same config as running (or the same load error as last time).
+    Unchanged,
+    /// A different config was applied, or the file returned to the running one.
+    Reloaded,
+    /// The file does not load; the running config is kept.
+    Failed,
+}
+
 /// State shared by the scheduler, probe tasks and the HTTP handlers.
 pub struct Daemon {
     pub metrics: Metrics,
@@ -246,21 +257,29 @@ impl Daemon {
         }
     }
 
+    /// The config file as it loads now (tokens and key files read again);
+    /// None when the daemon runs without a file.
+    async fn load_config_file(&self) -> Option<Result<Config, ConfigError>> {
+        let path = self.config_path.clone()?;
+        let shown = path.display().to_string();
+        Some(
+            tokio::task::spawn_blocking(move || config::load(&path))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ConfigError::Loader {
+                        path: shown,
+                        detail: e.to_string(),
+                    })
+                }),
+        )
+    }
+
     /// Re-read the config file. A bad file changes nothing but the reload metrics.
     pub async fn reload(self: &Arc<Self>) -> Result<(), ConfigError> {
         let _guard = self.reload_lock.lock().await;
-        let Some(path) = self.config_path.clone() else {
+        let Some(loaded) = self.load_config_file().await else {
             return Ok(());
         };
-        let shown = path.display().to_string();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&path))
-            .await
-            .unwrap_or_else(|e| {
-                Err(ConfigError::Loader {
-                    path: shown,
-                    detail: e.to_string(),
-                })
-            });
         match loaded {
             Err(e) => {
                 self.metrics.reload(false, 0.0);
@@ -272,6 +291,43 @@ impl Daemon {
                 self.metrics.reload(true, schedule::unix(SystemTime::now()));
                 tracing::info!("config reloaded");
                 Ok(())
+            }
+        }
+    }
+
+    /// One look of `--config.auto-reload-interval`: loads the config file
+    /// (and the token and key files it names) and applies it when it differs
+    /// from the running config. A file that fails to load is reported once
+    /// per distinct error (`failure` remembers it), not at every look; a
+    /// file that returns to the running config clears the failure.
+    pub async fn reload_if_changed(self: &Arc<Self>, failure: &mut Option<String>) -> AutoReload {
+        let _guard = self.reload_lock.lock().await;
+        let Some(loaded) = self.load_config_file().await else {
+            return AutoReload::Unchanged;
+        };
+        match loaded {
+            Err(e) => {
+                let shown = e.to_string();
+                if failure.as_deref() == Some(shown.as_str()) {
+                    return AutoReload::Unchanged;
+                }
+                *failure = Some(shown);
+                self.metrics.reload(false, 0.0);
+                tracing::error!(error = %e, "config file changed but does not load; keeping the running config");
+                AutoReload::Failed
+            }
+            Ok(cfg) => {
+                let same = cfg == self.topology().config;
+                if same && failure.is_none() {
+                    return AutoReload::Unchanged;
+                }
+                *failure = None;
+                if !same {
+                    self.apply(cfg);
+                }
+                self.metrics.reload(true, schedule::unix(SystemTime::now()));
+                tracing::info!("config file changed: reloaded");
+                AutoReload::Reloaded
             }
         }
     }
@@ -383,6 +439,32 @@ impl Daemon {
             .unwrap_or_else(|p| p.into_inner())
             .account(Instant::now(), &self.metrics);
         self.metrics.render()
+    }
+}
+
+/// `--config.auto-reload-interval`: looks at the config file (and the files
+/// it names) every `every` and reloads when what they say changed, so that
+/// an edited ConfigMap or a rotated Secret applies without a signal. Runs
+/// until the runtime stops.
+pub async fn auto_reload(daemon: Arc<Daemon>, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failure: Option<String> = None;
+    loop {
+        ticks.tick().await;
+        // In a task of its own, as for SIGHUP: should a look ever panic,
+        // the next one still happens.
+        let d = daemon.clone();
+        let mut seen = failure.clone();
+        match tokio::spawn(async move {
+            d.reload_if_changed(&mut seen).await;
+            seen
+        })
+        .await
+        {
+            Ok(seen) => failure = seen,
+            Err(e) => tracing::error!(error = %e, "config auto-reload task failed"),
+        }
     }
 }
 
