@@ -62,6 +62,12 @@ struct Usage {
     /// Pooled and busy connections to the simulator: what the probes in
     /// flight need now, for reading the other rows.
     upstream: f64,
+    /// The allocator's heap in use, free in its heaps and mapped apart
+    /// (`hfbreaker_allocator_bytes`), MiB: in use growing is a leak, free
+    /// growing is fragmentation.
+    in_use_mib: f64,
+    free_mib: f64,
+    mapped_mib: f64,
 }
 
 fn usage(pid: u32, metrics: &Scrape, sim_port: u16) -> Usage {
@@ -72,7 +78,14 @@ fn usage(pid: u32, metrics: &Scrape, sim_port: u16) -> Usage {
         threads: metrics.val("process_threads", &[]),
         tasks: metrics.val("hfbreaker_runtime_tasks", &[]),
         upstream: connections_to(pid, sim_port) as f64,
+        in_use_mib: allocator(metrics, "in_use"),
+        free_mib: allocator(metrics, "free"),
+        mapped_mib: allocator(metrics, "mapped"),
     }
+}
+
+fn allocator(metrics: &Scrape, kind: &str) -> f64 {
+    metrics.val("hfbreaker_allocator_bytes", &[("kind", kind)]) / 1048576.0
 }
 
 fn set_mode(sim: &str, server: usize, mode: &str) {
@@ -127,6 +140,20 @@ fn storm(sim: &testkit::Proc, d: &testkit::Proc, metrics: &str, length: Duration
         tick += 1;
         let scrape = Scrape(curl(metrics).0);
         n.scrapes += 1;
+        if tick.is_multiple_of(12) {
+            // A minute-by-minute trace (cut from scripts/soak's table).
+            let u = usage(d.pid(), &scrape, sim.port());
+            println!(
+                "trace {:>5.0} s: RSS {:.1} MiB, heap in use {:.1}, free {:.1}, mapped {:.1}, upstream {:.0}, tasks {:.0}",
+                start.elapsed().as_secs_f64(),
+                u.rss_mib,
+                u.in_use_mib,
+                u.free_mib,
+                u.mapped_mib,
+                u.upstream,
+                u.tasks
+            );
+        }
         if tick.is_multiple_of(2) {
             for _ in 0..5 {
                 let server = fastrand::usize(..SERVERS);
@@ -171,6 +198,9 @@ fn settled_usage(pid: u32, metrics: &str, sim_port: u16) -> (Usage, Scrape) {
         threads: median(|u| u.threads),
         tasks: median(|u| u.tasks),
         upstream: median(|u| u.upstream),
+        in_use_mib: median(|u| u.in_use_mib),
+        free_mib: median(|u| u.free_mib),
+        mapped_mib: median(|u| u.mapped_mib),
     };
     (u, last)
 }
@@ -230,6 +260,13 @@ fn main() {
         "| upstream connections (not a criterion) | {:.0} | {:.0} | |",
         warm.upstream, end.upstream
     );
+    for (what, a, b) in [
+        ("heap in use (MiB, not a criterion)", warm.in_use_mib, end.in_use_mib),
+        ("heap free (MiB, not a criterion)", warm.free_mib, end.free_mib),
+        ("mapped apart (MiB, not a criterion)", warm.mapped_mib, end.mapped_mib),
+    ] {
+        println!("| {what} | {a:.1} | {b:.1} | {:+.1}% |", growth(a, b));
+    }
     let reload_ok = last.val("hfbreaker_config_last_reload_successful", &[]);
     let local = last.sum("hfbreaker_local_errors_total", &[]);
     println!("| last reload successful | | {reload_ok} | |");

@@ -48,6 +48,40 @@ pub fn trim() -> bool {
     }
 }
 
+/// What the allocator holds, in bytes: the figures that tell a leak (in use
+/// grows) from fragmentation (free grows while in use does not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocatorBytes {
+    /// In chunks handed out from the heaps (all arenas).
+    pub in_use: u64,
+    /// Free inside the heaps, kept by the allocator (part of it may have
+    /// been returned to the kernel by [`trim`] and is not resident).
+    pub free: u64,
+    /// Allocations of [`MMAP_THRESHOLD`] or more, each its own mapping.
+    pub mapped: u64,
+}
+
+/// The allocator's figures now, summed over its arenas; None where the
+/// allocator is not glibc's. Walks the free lists under the arenas' locks:
+/// for a scrape, not a hot path.
+pub fn allocator_bytes() -> Option<AllocatorBytes> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 fills and returns a struct by value; it only
+        // reads the allocator's state under its locks.
+        let m = unsafe { libc::mallinfo2() };
+        Some(AllocatorBytes {
+            in_use: m.uordblks as u64,
+            free: m.fordblks as u64,
+            mapped: m.hblkhd as u64,
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
 /// Trims every [`TRIM_INTERVAL`] until the runtime stops. Inline on a
 /// worker: a trim is short (see `docs/performance.md`, "Soak"), and a
 /// blocking thread would come and go with every tick.
@@ -57,5 +91,37 @@ pub async fn trim_periodically() {
     loop {
         tick.tick().await;
         trim();
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    /// in_use follows live heap allocations up and down (other tests'
+    /// threads allocate meanwhile: hence the wide margins).
+    #[test]
+    fn in_use_follows_live_allocations() {
+        const MIB: u64 = 1024 * 1024;
+        let before = allocator_bytes().unwrap();
+        // 64 MiB in 1 KiB pieces: all below the mmap threshold, on the heap.
+        let live: Vec<Vec<u8>> = (0..64 * 1024).map(|i| vec![i as u8; 1024]).collect();
+        let during = allocator_bytes().unwrap();
+        assert!(
+            during.in_use >= before.in_use + 56 * MIB,
+            "{before:?} -> {during:?}"
+        );
+        // One large buffer is mapped on its own.
+        tune_allocator();
+        let big = vec![1u8; 8 * MIB as usize];
+        let mapped = allocator_bytes().unwrap();
+        assert!(mapped.mapped >= during.mapped + 8 * MIB, "{mapped:?}");
+        drop(big);
+        drop(live);
+        let after = allocator_bytes().unwrap();
+        assert!(
+            after.in_use + 48 * MIB <= during.in_use,
+            "{during:?} -> {after:?}"
+        );
     }
 }

@@ -243,6 +243,12 @@ pub const RUNTIME_TASKS: Family = family(
     "Tasks alive in the async runtime; steady growth is a leak.",
     &[],
 );
+pub const ALLOCATOR_BYTES: Family = family(
+    "hfbreaker_allocator_bytes",
+    Gauge,
+    "Memory held by the allocator: in_use (heap chunks in use), free (kept in the heaps), mapped (large allocations); in_use growing is a leak, free growing is fragmentation.",
+    &["kind"],
+);
 pub const SCHEDULER_LATENESS: Family = family(
     "hfbreaker_scheduler_lateness_seconds",
     Histogram,
@@ -340,6 +346,7 @@ pub const ALL: &[Family] = &[
     PROCESS_RESIDENT_MEMORY,
     PROCESS_START_TIME,
     PROCESS_THREADS,
+    ALLOCATOR_BYTES,
 ];
 
 #[cfg(test)]

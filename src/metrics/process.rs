@@ -31,6 +31,13 @@ pub(super) fn write(w: &mut TextWriter) {
         w.family(family);
         w.sample(family, &[], value);
     }
+    // Beside the process' memory: what of it the allocator holds, and how.
+    if let Some(a) = crate::memory::allocator_bytes() {
+        w.family(&f::ALLOCATOR_BYTES);
+        for (kind, v) in [("in_use", a.in_use), ("free", a.free), ("mapped", a.mapped)] {
+            w.sample(&f::ALLOCATOR_BYTES, &[kind], v as f64);
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]
