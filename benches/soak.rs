@@ -261,9 +261,21 @@ fn main() {
         warm.upstream, end.upstream
     );
     for (what, a, b) in [
-        ("heap in use (MiB, not a criterion)", warm.in_use_mib, end.in_use_mib),
-        ("heap free (MiB, not a criterion)", warm.free_mib, end.free_mib),
-        ("mapped apart (MiB, not a criterion)", warm.mapped_mib, end.mapped_mib),
+        (
+            "heap in use (MiB, not a criterion)",
+            warm.in_use_mib,
+            end.in_use_mib,
+        ),
+        (
+            "heap free (MiB, not a criterion)",
+            warm.free_mib,
+            end.free_mib,
+        ),
+        (
+            "mapped apart (MiB, not a criterion)",
+            warm.mapped_mib,
+            end.mapped_mib,
+        ),
     ] {
         println!("| {what} | {a:.1} | {b:.1} | {:+.1}% |", growth(a, b));
     }
