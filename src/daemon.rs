@@ -495,15 +495,6 @@ fn start_store(dir: PathBuf, daemon: &Weak<Daemon>) -> Store {
     )
 }
 
-/// Whether a reload must give the endpoint new series: a value exported as
-/// a gauge changed (the identity, which the labels come from, did not).
-fn exported_values_differ(a: &EndpointConfig, b: &EndpointConfig) -> bool {
-    a.enforce != b.enforce
-        || a.breaker.failure_threshold != b.breaker.failure_threshold
-        || a.breaker.failure_rate_threshold != b.breaker.failure_rate_threshold
-        || a.breaker.slow_call_duration != b.breaker.slow_call_duration
-}
-
 /// The endpoint for `ec` in a new topology: the old one if its identity is
 /// unchanged (its breaker taking the new thresholds), else a fresh one,
 /// restored from `saved` when that was written for the same identity.
@@ -517,13 +508,9 @@ fn endpoint_for(
     if let Some(prev) = old {
         let prev_cfg = prev.lock().cfg.clone();
         if storage::identity(&prev_cfg) == storage::identity(ec) {
-            if *prev_cfg == *ec {
-                return prev.clone();
+            if *prev_cfg != *ec {
+                prev.replace_config(ec.clone());
             }
-            if exported_values_differ(&prev_cfg, ec) {
-                return Arc::new(prev.successor(ec.clone(), metrics.endpoint(ec), now));
-            }
-            prev.replace_config(ec.clone());
             return prev.clone();
         }
         tracing::info!(endpoint = %ec.name, "endpoint changed what it probes; its breaker starts closed");

@@ -137,6 +137,7 @@ impl Endpoint {
         let mut st = self.lock();
         st.breaker.reconfigure(cfg.breaker.clone(), Instant::now());
         self.enforce.store(cfg.enforce, Ordering::Relaxed);
+        self.metrics.configured(&cfg);
         st.prepared = Arc::new(Prepared::new(&cfg));
         st.cfg = Arc::new(cfg);
         self.refresh_stats(&st);
@@ -152,30 +153,6 @@ impl Endpoint {
         self.state_code.store(state as u8, Ordering::Relaxed);
         self.metrics.set_state(state, unix(since_wall));
         self.refresh_stats(&st);
-    }
-
-    /// This endpoint under a new config whose exported values changed (a
-    /// threshold, `enforce`): new series, same breaker state. Probes in
-    /// flight finish on the old endpoint and are dropped, as at a restart;
-    /// probe counts start again, as the new series' counters do.
-    pub fn successor(&self, cfg: EndpointConfig, metrics: EndpointMetrics, now: Instant) -> Self {
-        let (snap, since_wall, last_tick, last, history) = {
-            let st = self.lock();
-            let mut snap = st.breaker.snapshot(now);
-            snap.trial_in_flight = false;
-            let history = st.history.clone();
-            (snap, st.since_wall, st.last_tick, st.last.clone(), history)
-        };
-        let breaker = Breaker::restore(cfg.breaker.clone(), &snap, now);
-        let ep = Endpoint::new(cfg, metrics, now, 0);
-        ep.adopt(breaker, since_wall);
-        {
-            let mut st = ep.lock();
-            st.last_tick = last_tick;
-            st.last = last;
-            st.history = history;
-        }
-        ep
     }
 
     /// Record a state change in metrics and the lock-free mirror.

@@ -122,18 +122,45 @@ async fn reload_of_thresholds_keeps_open_forced_and_switches() {
     let open_until = time(&breaker(&d, "primary").await["open_until"]);
     assert_kept(&d, open_until, "before any reload").await;
 
-    // Every threshold and the interval change: the exported thresholds too,
-    // so the endpoints get new series, but not new breakers.
+    // Every threshold and the interval change, the exported ones too: the
+    // same breakers, the same series with the new values, and no counter
+    // starts again (a reset would show in rate() as a dip, and a reload
+    // every minute made 10,000 endpoints' series anew each time).
+    let counters = |s: &Scrape| {
+        (
+            s.val(
+                "hfbreaker_probes_total",
+                &[("endpoint", "primary"), ("result", "failure")],
+            ),
+            s.val(
+                "hfbreaker_circuit_trips_total",
+                &[("endpoint", "primary"), ("reason", "consecutive_failures")],
+            ),
+            s.val(
+                "hfbreaker_probe_duration_seconds_count",
+                &[("endpoint", "primary")],
+            ),
+        )
+    };
+    let before = counters(&d.scrape().await);
+    assert!(before.0 >= 3.0 && before.1 >= 1.0, "{before:?}");
     reload(&d, &config(&sim, AFTER, "200ms", &bad)).await;
     assert_kept(&d, open_until, "after a threshold reload").await;
     let s = d.scrape().await;
-    assert_eq!(
-        s.val(
-            "hfbreaker_circuit_failure_threshold",
-            &[("endpoint", "primary")]
-        ),
-        4.0,
-        "the new thresholds are exported"
+    for (name, want) in [
+        ("hfbreaker_circuit_failure_threshold", 4.0),
+        ("hfbreaker_circuit_failure_rate_threshold", 0.6),
+    ] {
+        assert_eq!(
+            s.val(name, &[("endpoint", "primary")]),
+            want,
+            "the new thresholds are exported: {name}"
+        );
+    }
+    let after = counters(&s);
+    assert!(
+        after.0 >= before.0 && after.1 >= before.1 && after.2 >= before.2,
+        "counters kept across the reload: {before:?} -> {after:?}"
     );
     // Only unexported values (interval, window) change: the same endpoints.
     let quieter = AFTER.replace("window: 7", "window: 30");

@@ -124,9 +124,10 @@ struct EndpointSeries {
     kind: &'static str,
     model: String,
     probe: &'static str,
-    enforced: i64,
-    failure_threshold: u32,
-    failure_rate_threshold: f64,
+    // Settable: a reload that changes them keeps the series and counters.
+    enforced: AtomicU64,
+    failure_threshold: AtomicU64,
+    failure_rate_threshold: AtomicF64,
     slow_call_duration: AtomicF64,
     latency_baseline: AtomicF64,
     state: AtomicU64,
@@ -189,9 +190,11 @@ impl Metrics {
             kind: cfg.kind.as_str(),
             model: cfg.model.clone().unwrap_or_default(),
             probe: cfg.probe.as_str(),
-            enforced: i64::from(cfg.enforce),
-            failure_threshold: cfg.breaker.failure_threshold,
-            failure_rate_threshold: cfg.breaker.failure_rate_threshold,
+            enforced: AtomicU64::new(u64::from(cfg.enforce)),
+            failure_threshold: AtomicU64::new(u64::from(cfg.breaker.failure_threshold)),
+            failure_rate_threshold: AtomicF64(AtomicU64::new(
+                cfg.breaker.failure_rate_threshold.to_bits(),
+            )),
             slow_call_duration: AtomicF64(AtomicU64::new(
                 cfg.breaker.slow_call_duration.as_secs_f64().to_bits(),
             )),
@@ -397,12 +400,14 @@ const GAUGES: [Gauge; 12] = [
     (&f::CIRCUIT_FAILURE_RATIO, |e| e.failure_ratio.get()),
     (&f::CIRCUIT_OPEN_DURATION, |e| e.open_duration.get()),
     (&f::CIRCUIT_STATE_CHANGE, |e| e.state_change.get()),
-    (&f::CIRCUIT_ENFORCED, |e| e.enforced as f64),
+    (&f::CIRCUIT_ENFORCED, |e| {
+        e.enforced.load(Ordering::Relaxed) as f64
+    }),
     (&f::CIRCUIT_FAILURE_THRESHOLD, |e| {
-        f64::from(e.failure_threshold)
+        e.failure_threshold.load(Ordering::Relaxed) as f64
     }),
     (&f::CIRCUIT_FAILURE_RATE_THRESHOLD, |e| {
-        e.failure_rate_threshold
+        e.failure_rate_threshold.get()
     }),
     (&f::CIRCUIT_SLOW_CALL_DURATION, |e| {
         e.slow_call_duration.get()
@@ -530,6 +535,18 @@ impl EndpointMetrics {
             .store(u64::from(consecutive), Ordering::Relaxed);
         self.0.failure_ratio.set(ratio);
         self.0.open_duration.set(open_seconds);
+    }
+
+    /// The configured values the endpoint exports (`enforce`, thresholds),
+    /// after a reload changed them; the slow-call threshold in force follows
+    /// the breaker through [`EndpointMetrics::latency`].
+    pub fn configured(&self, cfg: &EndpointConfig) {
+        let s = &self.0;
+        s.enforced.store(u64::from(cfg.enforce), Ordering::Relaxed);
+        s.failure_threshold
+            .store(u64::from(cfg.breaker.failure_threshold), Ordering::Relaxed);
+        s.failure_rate_threshold
+            .set(cfg.breaker.failure_rate_threshold);
     }
 
     /// The slow-call threshold in force and the learned baseline (None
