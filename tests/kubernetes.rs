@@ -107,9 +107,17 @@ fn base_renders_the_expected_objects() {
         let mine: BTreeMap<String, &Value> = objs.iter().map(|o| (key(o), o)).collect();
         let theirs: BTreeMap<String, &Value> = theirs.iter().map(|o| (key(o), o)).collect();
         assert_eq!(
-            mine, theirs,
-            "kubectl kustomize renders the base differently"
+            mine.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "kubectl kustomize renders other objects"
         );
+        for (k, o) in &mine {
+            assert!(
+                *o == theirs[k],
+                "kubectl kustomize renders {k} differently:\n{}",
+                serde_json::to_string_pretty(theirs[k]).unwrap()
+            );
+        }
     }
 }
 
@@ -361,17 +369,31 @@ fn service_servicemonitor_pdb_and_hpa_point_at_the_deployment() {
     assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");
 }
 
-/// The args are flags the binary has, and the ConfigMap's config passes
-/// `hfbreaker check-config` with the Secrets' files where the Deployment
-/// mounts them (moved into a temporary directory).
+/// Every flag the container runs with is one the binary has
+/// (`--config.auto-reload-interval` comes with the lead's change).
 #[test]
-fn container_args_and_config_are_accepted_by_the_binary() {
+fn container_args_are_flags_of_the_binary() {
     let objs = render();
+    assert_eq!(
+        container(&objs)["command"],
+        serde_json::json!(["/hfbreaker"])
+    );
     let help = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     for flag in args(&objs).keys() {
-        assert!(help.contains(flag.as_str()), "hfbreaker has no flag {flag}");
+        assert!(
+            help.contains(&format!("{flag}=")) || help.contains(&format!("{flag} ")),
+            "hfbreaker has no flag {flag}"
+        );
     }
+}
+
+/// The ConfigMap's config passes `hfbreaker check-config` with the Secrets'
+/// files where the Deployment mounts them (moved into a temporary directory),
+/// and every file it names is a key of a mounted Secret.
+#[test]
+fn configmap_config_passes_check_config_with_the_mounted_secrets() {
+    let objs = render();
     let c = container(&objs);
     let pod = &find(&objs, "Deployment", "hfbreaker")["spec"]["template"]["spec"];
     let dir = tempfile::tempdir().unwrap();
