@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::package::{TARGET, is_static_elf, static_binary};
-use testkit::{Proc, Scrape, client, free_port, require_tool};
+use testkit::{Proc, Scrape, client, find_tool, free_port, require_tool};
 
 fn repo(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -175,20 +175,15 @@ fn config(sim_port: u16) -> String {
 endpoints:
   - {{name: by-name, kind: tgi, url: 'http://localhost:{sim_port}/tgi', probe: generate}}
   - {{name: by-ip, kind: tgi, url: 'http://127.0.0.1:{sim_port}/tgi', probe: generate}}
+  - {{name: tls, kind: tgi, url: 'https://localhost:{sim_port}/tgi', probe: generate}}
 "
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn static_binary_runs_and_probes_from_an_empty_root() {
-    let (Some(unshare), Some(chroot)) = (
-        require_tool("unshare (util-linux)", &["unshare"]),
-        require_tool("chroot (coreutils)", &["chroot"]),
-    ) else {
-        return;
-    };
+/// A fresh root holding what the Containerfile's COPY lines put there, and
+/// nothing else: checked file by file.
+fn image_root() -> tempfile::TempDir {
     static_binary();
-    // The root: what the COPY lines put there, and nothing else.
     let root = tempfile::tempdir().unwrap();
     let mut expected = BTreeSet::new();
     for (src, dest) in copies() {
@@ -207,24 +202,47 @@ async fn static_binary_runs_and_probes_from_an_empty_root() {
     ] {
         assert!(!root.path().join(absent).exists(), "{absent} in the root");
     }
+    root
+}
 
-    let sim = testkit::binary!().simulate(SCENARIO);
+/// The Containerfile's ENTRYPOINT in `root` through `chroot` (prefixed by
+/// `wrap`, e.g. unshare), listening on a free loopback port: the one
+/// argument added (the image listens on :9799), as `podman run IMAGE
+/// --web.listen-address=...` would. No environment either: nothing like
+/// HTTP_PROXY leaks in.
+fn start_entrypoint(wrap: &[&std::ffi::OsStr], chroot: &Path, root: &Path) -> Proc {
     let entry: Vec<String> =
         serde_json::from_str(&one("ENTRYPOINT")).expect("ENTRYPOINT in exec form");
     assert_eq!(entry[0], "/hfbreaker");
     let port = free_port();
-    let mut cmd = Command::new(unshare);
-    // The one argument added: where to listen (the image listens on :9799;
-    // here a free loopback port, as `podman run IMAGE --web.listen-address=...`).
-    // No environment either: nothing like HTTP_PROXY leaks in.
-    cmd.args(["--user", "--map-root-user"])
-        .arg(chroot)
-        .arg(root.path())
+    let mut cmd = Command::new(wrap.first().copied().unwrap_or(chroot.as_os_str()));
+    if !wrap.is_empty() {
+        cmd.args(&wrap[1..]).arg(chroot);
+    }
+    cmd.arg(root)
         .args(&entry)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .env_clear();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut d = Proc::external(&mut cmd, None, addr).expect("unshare starts");
+    Proc::external(&mut cmd, None, addr).expect("the daemon starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn static_binary_runs_and_probes_from_an_empty_root() {
+    let (Some(unshare), Some(chroot)) = (
+        require_tool("unshare (util-linux)", &["unshare"]),
+        require_tool("chroot (coreutils)", &["chroot"]),
+    ) else {
+        return;
+    };
+    let root = image_root();
+    let sim = testkit::binary!().simulate(SCENARIO);
+    let wrap = [
+        unshare.as_os_str(),
+        "--user".as_ref(),
+        "--map-root-user".as_ref(),
+    ];
+    let mut d = start_entrypoint(&wrap, &chroot, root.path());
 
     // The image's own config: idle, serving.
     let s = until(&mut d, "the default config served", |s| {
@@ -261,6 +279,24 @@ async fn static_binary_runs_and_probes_from_an_empty_root() {
         );
     }
 
+    // HTTPS with no CA store in the root: the client still builds (the
+    // bundled roots) and speaks TLS; the simulator answers in plain HTTP,
+    // which rustls reports as such.
+    assert!(
+        s.val(
+            "hfbreaker_probe_failures_total",
+            &[("endpoint", "tls"), ("reason", "connect")]
+        ) >= 1.0,
+        "{}",
+        s.hfbreaker_lines()
+    );
+    let log = d.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("endpoint=tls") && l.contains("InvalidContentType")),
+        "a TLS handshake was tried:\n{log}"
+    );
+
     // SIGTERM drains and exits 0; the breaker state is saved in /data.
     d.signal("TERM");
     let status = d
@@ -271,5 +307,155 @@ async fn static_binary_runs_and_probes_from_an_empty_root() {
         root.path().join("data/breakers.json").is_file(),
         "state saved under --storage.path=/data:\n{}",
         d.stderr()
+    );
+}
+
+/// The name the DNS test's server knows.
+const SIM_NAME: &str = "sim.hfbreaker.test";
+
+/// Other names than `localhost` go to DNS with the /etc/resolv.conf a
+/// container runtime provides, and nothing else from a distribution (no
+/// nsswitch.conf, no NSS module, no /etc/hosts). The nameserver must be on
+/// port 53, so the test runs itself again in a new network namespace of its
+/// own user namespace (unprivileged), where it may bind that port:
+/// [`dns_inside_a_network_namespace`] does the work there.
+#[test]
+fn names_resolve_through_the_runtimes_resolv_conf() {
+    let Some(unshare) = require_tool("unshare (util-linux)", &["unshare"]) else {
+        return;
+    };
+    static_binary();
+    let me = std::env::current_exe().unwrap();
+    let out = Command::new(unshare)
+        .args(["--user", "--map-root-user", "--net"])
+        .arg(me)
+        .args([
+            "dns_inside_a_network_namespace",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HFBREAKER_IN_NETNS", "1")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.contains("test result: ok. 1 passed"),
+        "in the network namespace:\n{said}"
+    );
+}
+
+/// Bring the loopback interface of a new network namespace up.
+fn loopback_up() {
+    // SAFETY: a socket for the ioctls, closed at the end; `req` is a zeroed
+    // ifreq that the kernel reads and writes, with a NUL-terminated name.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0, "a socket for ioctl");
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req), 0, "lo up");
+        libc::close(fd);
+    }
+}
+
+/// A DNS server on 127.0.0.1:53 (UDP) that knows [`SIM_NAME`] (A: 127.0.0.1,
+/// no AAAA) and answers NXDOMAIN for every other name; returns the names asked.
+fn start_dns() -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:53").expect("port 53 in our namespace");
+    let log = asked.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let q = &buf[..n];
+            // The question: labels from byte 12 to a zero, then type and class.
+            let (mut at, mut labels) = (12, vec![]);
+            while at < n && q[at] != 0 {
+                let len = q[at] as usize;
+                labels.push(String::from_utf8_lossy(&q[at + 1..at + 1 + len]).to_string());
+                at += 1 + len;
+            }
+            let qend = at + 5;
+            let name = labels.join(".");
+            let qtype = u16::from_be_bytes([q[at + 1], q[at + 2]]);
+            log.lock().unwrap().push(format!("{name} {qtype}"));
+            let known = name.eq_ignore_ascii_case(SIM_NAME);
+            let a = known && qtype == 1;
+            let mut r = vec![q[0], q[1], 0x81, if known { 0x80 } else { 0x83 }];
+            r.extend([0, 1, 0, u8::from(a), 0, 0, 0, 0]);
+            r.extend(&q[12..qend]);
+            if a {
+                r.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+            }
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    asked
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "runs inside a network namespace, started by names_resolve_through_the_runtimes_resolv_conf"]
+async fn dns_inside_a_network_namespace() {
+    assert!(
+        std::env::var_os("HFBREAKER_IN_NETNS").is_some(),
+        "only names_resolve_through_the_runtimes_resolv_conf runs this"
+    );
+    let chroot = find_tool(&["chroot"]).expect("chroot (the outer test found unshare)");
+    loopback_up();
+    let asked = start_dns();
+    let sim = testkit::binary!().simulate(SCENARIO);
+    let root = image_root();
+    // What a container runtime adds to the image: only /etc/resolv.conf here.
+    std::fs::write(
+        root.path().join("etc/resolv.conf"),
+        "nameserver 127.0.0.1\n",
+    )
+    .unwrap();
+    let port = sim.port();
+    std::fs::write(
+        root.path().join("etc/hfbreaker/hfbreaker.yml"),
+        format!(
+            "global: {{interval: 200ms, timeout: 2s}}
+endpoints:
+  - {{name: by-dns, kind: tgi, url: 'http://{SIM_NAME}:{port}/tgi', probe: generate}}
+  - {{name: unknown, kind: tgi, url: 'http://nowhere.hfbreaker.test:{port}/tgi', probe: generate}}
+"
+        ),
+    )
+    .unwrap();
+    // Root in this user namespace already: chroot without unshare.
+    let mut d = start_entrypoint(&[], &chroot, root.path());
+    let s = until(&mut d, "by-dns probed", |s| {
+        s.get(
+            "hfbreaker_probes_total",
+            &[("endpoint", "by-dns"), ("result", "success")],
+        )
+        .is_some_and(|n| n >= 2.0)
+            && s.sum("hfbreaker_probe_failures_total", &[("endpoint", "unknown")]) >= 1.0
+    })
+    .await;
+    assert_eq!(s.state("by-dns"), Some("closed"), "{}", s.hfbreaker_lines());
+    assert_eq!(
+        s.val(
+            "hfbreaker_probe_failures_total",
+            &[("endpoint", "unknown"), ("reason", "connect")]
+        ),
+        s.sum("hfbreaker_probe_failures_total", &[("endpoint", "unknown")]),
+        "an unknown name is a connect failure"
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked.iter().any(|q| q == &format!("{SIM_NAME} 1")),
+        "the daemon asked the nameserver of /etc/resolv.conf: {asked:?}"
     );
 }
