@@ -3,7 +3,7 @@
 //! endpoints with none use the daemon's shared client.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -56,6 +56,41 @@ pub(super) fn base_builder() -> reqwest::ClientBuilder {
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(usize::MAX)
         .tcp_nodelay(true)
+        .dns_resolver(Arc::new(SystemResolver))
+}
+
+/// Name resolution of every probe client: `localhost` and `*.localhost`
+/// are the loopback addresses (RFC 6761 section 6.3) without asking
+/// anyone, so that they work in an empty root (a `FROM scratch` image) with
+/// no /etc/hosts; every other name goes to getaddrinfo, which in the static
+/// build reads /etc/hosts and /etc/resolv.conf (provided by container
+/// runtimes) itself. IP literals never get here (the connector parses them).
+struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs = lookup(host, 0).await?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The addresses of `host` (see [`SystemResolver`]), with `port`.
+async fn lookup(host: String, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    if is_localhost(&host) {
+        let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
+        return Ok(vec![v4, v6]);
+    }
+    Ok(tokio::net::lookup_host((host, port)).await?.collect())
+}
+
+/// `localhost`, `localhost.` or a name under it, in any case.
+fn is_localhost(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h == "localhost" || h.ends_with(".localhost")
 }
 
 /// Build with the system roots and the bundled ones; if the system store is
@@ -130,7 +165,7 @@ fn configure(key: &Key) -> reqwest::ClientBuilder {
 }
 
 /// Resolves `server_name` to the addresses of the URL's real host, like curl's
-/// `--connect-to`; every other name resolves as usual.
+/// `--connect-to`; every other name resolves as usual ([`lookup`]).
 struct ConnectToResolver {
     name: String,
     to: ConnectTo,
@@ -144,8 +179,40 @@ impl Resolve for ConnectToResolver {
             (name.as_str().to_string(), 0)
         };
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target).await?.collect();
+            let addrs = lookup(target.0, target.1).await?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localhost_names_are_recognised() {
+        for h in ["localhost", "LOCALHOST", "localhost.", "api.localhost"] {
+            assert!(is_localhost(h), "{h}");
+        }
+        for h in [
+            "localhost.example.com",
+            "mylocalhost",
+            "127.0.0.1",
+            "example.com",
+        ] {
+            assert!(!is_localhost(h), "{h}");
+        }
+    }
+
+    #[tokio::test]
+    async fn localhost_is_loopback_without_a_lookup() {
+        let addrs = lookup("Localhost".into(), 8080).await.unwrap();
+        assert_eq!(
+            addrs,
+            vec![
+                "127.0.0.1:8080".parse::<SocketAddr>().unwrap(),
+                "[::1]:8080".parse().unwrap()
+            ]
+        );
     }
 }

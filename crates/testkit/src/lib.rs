@@ -15,6 +15,7 @@
 //! - [`find_tool`], [`require_tool`], [`free_port`]; [`procfs`] and [`bench`](mod@bench)
 //!   for the process-level benchmarks.
 //! - [`Browser`]: headless Chromium over WebDriver, for the status page.
+//! - [`package`]: the static binary and the Debian package of `scripts/package`.
 
 pub mod adaptive;
 pub mod bench;
@@ -22,6 +23,7 @@ mod binary;
 mod inproc;
 mod monitoring;
 mod nginx;
+pub mod package;
 mod proc;
 pub mod procfs;
 mod scrape;
