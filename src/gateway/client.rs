@@ -168,7 +168,8 @@ impl Origin {
     }
 
     async fn connect(&self) -> Result<Box<Live>, Failure> {
-        let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+        // `localhost` without /etc/hosts too (a FROM scratch image).
+        let addrs = crate::probe::lookup(self.host.clone(), self.port)
             .await
             .map_err(|e| io_failure(&e))?;
         let mut last: Option<std::io::Error> = None;

@@ -13,6 +13,8 @@ mod models;
 mod status;
 mod upstream;
 
+pub use upstream::lookup;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -77,8 +77,9 @@ impl Resolve for SystemResolver {
     }
 }
 
-/// The addresses of `host` (see [`SystemResolver`]), with `port`.
-async fn lookup(host: String, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+/// The addresses of `host` (see [`SystemResolver`]), with `port`; the
+/// gateway's own connections resolve through it too.
+pub async fn lookup(host: String, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     if is_localhost(&host) {
         let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
