@@ -92,6 +92,19 @@ pub struct Flags {
     pub log: LogFlags,
 }
 
+/// The daemon's tasks beside serving: reloads on SIGHUP and on a changed
+/// file (`--config.auto-reload-interval`), and giving memory back.
+fn spawn_housekeeping(daemon: &Arc<Daemon>, flags: &Flags) {
+    tokio::spawn(reload_on_sighup(daemon.clone()));
+    if !flags.auto_reload_interval.is_zero() {
+        tokio::spawn(crate::daemon::auto_reload(
+            daemon.clone(),
+            flags.auto_reload_interval,
+        ));
+    }
+    tokio::spawn(crate::memory::trim_periodically());
+}
+
 fn parse_positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -534,14 +547,7 @@ fn run(flags: Flags) -> i32 {
             version = env!("CARGO_PKG_VERSION"),
             "listening"
         );
-        tokio::spawn(reload_on_sighup(daemon.clone()));
-        if !flags.auto_reload_interval.is_zero() {
-            tokio::spawn(crate::daemon::auto_reload(
-                daemon.clone(),
-                flags.auto_reload_interval,
-            ));
-        }
-        tokio::spawn(crate::memory::trim_periodically());
+        spawn_housekeeping(&daemon, &flags);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let gateway = match gateway_addr {
             None => None,
