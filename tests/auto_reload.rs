@@ -27,6 +27,19 @@ fn config(sim: &hfbreaker::sim::Sim, endpoints: &[&str], token_file: &str) -> St
     y
 }
 
+/// A simulator with `tgi` and `keyed` (which wants [`KEY`]), and a folder
+/// for the token file.
+async fn keyed_sim() -> (hfbreaker::sim::Sim, tempfile::TempDir) {
+    let mut keyed = VirtualSpec::new(Protocol::Tgi, "m");
+    keyed.api_key = Some(KEY.into());
+    let sim = sim(vec![
+        ("tgi", VirtualSpec::new(Protocol::Tgi, "m")),
+        ("keyed", keyed),
+    ])
+    .await;
+    (sim, tempfile::tempdir().unwrap())
+}
+
 fn reload_timestamp(s: &Scrape) -> f64 {
     s.val(
         "hfbreaker_config_last_reload_success_timestamp_seconds",
@@ -38,14 +51,7 @@ fn reload_timestamp(s: &Scrape) -> f64 {
 /// running config after each kind of change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_look_reloads_only_on_a_change_and_reports_a_bad_file_once() {
-    let mut keyed = VirtualSpec::new(Protocol::Tgi, "m");
-    keyed.api_key = Some(KEY.into());
-    let sim = sim(vec![
-        ("tgi", VirtualSpec::new(Protocol::Tgi, "m")),
-        ("keyed", keyed),
-    ])
-    .await;
-    let tokdir = tempfile::tempdir().unwrap();
+    let (sim, tokdir) = keyed_sim().await;
     let token = tokdir.path().join("token");
     std::fs::write(&token, format!("{KEY}\n")).unwrap();
     let tok = token.display().to_string();
@@ -125,14 +131,7 @@ async fn each_look_reloads_only_on_a_change_and_reports_a_bad_file_once() {
 /// state stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_and_rotated_tokens_apply_without_a_signal() {
-    let mut keyed = VirtualSpec::new(Protocol::Tgi, "m");
-    keyed.api_key = Some(KEY.into());
-    let sim = sim(vec![
-        ("tgi", VirtualSpec::new(Protocol::Tgi, "m")),
-        ("keyed", keyed),
-    ])
-    .await;
-    let tokdir = tempfile::tempdir().unwrap();
+    let (sim, tokdir) = keyed_sim().await;
     let token = tokdir.path().join("token");
     // Start with a stale token: the keyed endpoint's probes are refused.
     std::fs::write(&token, "hf_stale-token\n").unwrap();
