@@ -198,17 +198,7 @@ fn the_binary_reloads_an_edited_file_on_its_own() {
     std::fs::write(p.config_path(), one(&["a", "added"])).unwrap();
     let start = std::time::Instant::now();
     loop {
-        let text = rt.block_on(async {
-            client()
-                .get(format!("{}/metrics", p.base()))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        });
-        let s = Scrape(text);
+        let s = scrape_blocking(&rt, &p.base());
         if s.get(
             "hfbreaker_probes_total",
             &[("endpoint", "added"), ("result", "success")],

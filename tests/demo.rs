@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::{STATES, Scrape, client, require_tool};
+use testkit::{STATES, client, require_tool, scrape_blocking};
 
 #[test]
 fn demo_shows_every_state_and_tier_within_a_minute() {
@@ -22,17 +22,7 @@ fn demo_shows_every_state_and_tier_within_a_minute() {
     let mut seen_states = std::collections::BTreeSet::new();
     let mut seen_levels = std::collections::BTreeSet::new();
     let last = loop {
-        let text = rt.block_on(async {
-            client
-                .get(format!("http://{addr}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        });
-        let s = Scrape(text);
+        let s = scrape_blocking(&rt, &format!("http://{addr}"));
         seen_states.extend(s.states_held());
         for level in s.values("hfbreaker_route_level", &[]) {
             seen_levels.insert(level.to_string());

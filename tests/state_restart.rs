@@ -255,17 +255,8 @@ fn a_storage_path_that_cannot_be_written_never_blocks_for_long() {
         assert!(start.elapsed() < Duration::from_secs(10), "{}", p.stderr());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let metrics = w.rt.block_on(async {
-        client()
-            .get(format!("{}/metrics", p.base()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
-    let errors = Scrape(metrics).val("hfbreaker_local_errors_total", &[("operation", "storage")]);
+    let errors = scrape_blocking(&w.rt, &p.base())
+        .val("hfbreaker_local_errors_total", &[("operation", "storage")]);
     assert!(errors >= 1.0, "failed writes are counted");
     assert!(
         p.stderr().contains("cannot save breaker state"),

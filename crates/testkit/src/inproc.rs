@@ -174,6 +174,22 @@ pub fn client() -> reqwest::Client {
         .expect("client builds")
 }
 
+/// `GET {base}/metrics` of a daemon outside this runtime (a child process),
+/// from blocking test code.
+pub fn scrape_blocking(rt: &tokio::runtime::Runtime, base: &str) -> Scrape {
+    let text = rt.block_on(async {
+        client()
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics body")
+    });
+    Scrape(text)
+}
+
 /// Fast timings so a whole breaker cycle takes about a second.
 pub const FAST_GLOBAL: &str = "global:
   interval: 150ms
