@@ -557,3 +557,62 @@ async fn client_keys_are_reloaded_with_the_config() {
     ];
     assert_eq!(m.val("hfbreaker_gateway_requests_total", &ok), 2.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_during_its_half_open_trial_gives_the_trial_back() {
+    let reply = Arc::new(Mutex::new(Reply::json(500, r#"{"error":"boom"}"#)));
+    let up = two_endpoints(reply.clone()).await;
+    let (_k, keys) = key_file(KEY);
+    let (td, gw) = daemon(
+        &keys,
+        "failure_threshold: 1, open_duration: 300ms, success_threshold: 2",
+        &route_config(&up.url()),
+    )
+    .await;
+    let r = post(gw, KEY, "/v1/chat/completions", &chat("r", "trip")).await;
+    assert_eq!(header(&r, "x-hfbreaker-endpoint"), "backup");
+    // Held answers: the trial request's client gives up waiting.
+    *reply.lock().unwrap() = Reply::Held(Gate::new(), Box::new(Reply::json(200, COMPLETION)));
+    tokio::time::sleep(Duration::from_millis(340)).await;
+    let (trial, _) = send_trial(gw, &up).await;
+    assert_eq!(breaker(&td).await["state"], "half_open");
+    trial.abort();
+    let start = Instant::now();
+    while up.dropped() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "upstream request kept"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The primary answers again: the next requests (or probes) get the
+    // trials and close the breaker; traffic returns to the primary.
+    *reply.lock().unwrap() = Reply::json(200, COMPLETION);
+    let start = Instant::now();
+    loop {
+        let r = post(gw, KEY, "/v1/chat/completions", &chat("r", "next")).await;
+        assert_eq!(r.status(), 200);
+        if header(&r, "x-hfbreaker-endpoint") == "primary"
+            && breaker(&td).await["state"] == "closed"
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the trial never came back: {}",
+            breaker(&td).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = td.scrape().await;
+    assert_eq!(
+        m.state("primary"),
+        Some("closed"),
+        "{}",
+        m.hfbreaker_lines()
+    );
+    assert_eq!(
+        m.val("hfbreaker_gateway_in_flight_requests", &[("route", "r")]),
+        0.0
+    );
+}
