@@ -337,6 +337,7 @@ async fn client_disconnects_and_mid_stream_resets_end_cleanly_and_leak_nothing()
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    println!("descriptors: {before} before the faults, {after} after");
     assert!(
         after <= before + 2,
         "descriptors: {before} before, {after} after"
