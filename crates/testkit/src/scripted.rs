@@ -43,7 +43,11 @@ impl Received {
 
     /// Head and body as text.
     pub fn text(&self) -> String {
-        format!("{}\r\n\r\n{}", self.head, String::from_utf8_lossy(&self.body))
+        format!(
+            "{}\r\n\r\n{}",
+            self.head,
+            String::from_utf8_lossy(&self.body)
+        )
     }
 }
 
@@ -122,7 +126,9 @@ pub struct Scripted {
 impl Scripted {
     /// Serve on 127.0.0.1 with `script` deciding each reply.
     pub async fn start(script: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Scripted {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("loopback binds");
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback binds");
         let addr = l.local_addr().expect("bound");
         let received = Arc::new(Mutex::new(Vec::new()));
         let dropped = Arc::new(AtomicUsize::new(0));
@@ -146,7 +152,10 @@ impl Scripted {
 
     /// Every request so far (probes included).
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The POSTs so far (the gateway's requests; probes here are GETs
@@ -212,10 +221,7 @@ async fn serve(
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut s, &mut buf).await {
         let mut reply = script(&req);
-        received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(req);
+        received.lock().unwrap_or_else(|p| p.into_inner()).push(req);
         while let Reply::Held(gate, then) = reply {
             let mut probe = [0u8; 1];
             tokio::select! {
@@ -265,7 +271,8 @@ fn reset(s: TcpStream) {
 }
 
 async fn sse_then_reset(mut s: TcpStream, events: Vec<String>) {
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
     if s.write_all(head.as_bytes()).await.is_err() {
         return;
     }
