@@ -175,3 +175,36 @@ fn version_line() {
         "{out:?}"
     );
 }
+
+#[test]
+fn check_config_warns_of_a_route_no_endpoint_can_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hfbreaker.yml");
+    std::fs::write(
+        &file,
+        "endpoints:
+  - {name: tgi, kind: tgi, url: 'http://127.0.0.1:9/'}
+  - {name: status, kind: http, url: 'http://127.0.0.1:9/health'}
+  - {name: managed, kind: endpoint-status, namespace: org, endpoint_name: my-endpoint}
+routes:
+  - {name: served, endpoints: [status, tgi]}
+  - {name: watched, endpoints: [status, managed]}
+",
+    )
+    .unwrap();
+    let o = hfbreaker(&["check-config", file.to_str().unwrap()]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    // A warning, not an error: such a route still makes sense for monitoring.
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("valid (3 endpoints, 2 routes)"), "{out}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "{}: warning: routes[1] (watched): ",
+            file.display()
+        )) && warnings[0].contains("no endpoint can carry gateway traffic"),
+        "{err}"
+    );
+    assert!(!err.contains("served"), "{err}");
+}

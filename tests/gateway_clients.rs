@@ -1,7 +1,7 @@
 //! The gateway against the real Python clients pinned in
 //! tests/python/requirements.txt (`openai`, `huggingface_hub`): the real
 //! binary (`hfbreaker simulate` with a primary and a fallback TGI, a TEI and an
-//! hf-inference feature extraction;
+//! hf-inference feature extraction, and a route with a cache;
 //! the daemon with `--gateway.listen-address`), driven by
 //! tests/python/test_gateway.py. `scripts/test` creates the virtual
 //! environment; under CI a missing one fails.
@@ -28,6 +28,7 @@ const SCENARIO: &str = "endpoints:
   - {name: fallback, protocol: tgi, model: HuggingFaceH4/zephyr-7b-beta}
   - {name: emb, protocol: tei, model: BAAI/bge-small-en-v1.5}
   - {name: hfemb, protocol: hf-inference, model: BAAI/bge-small-en-v1.5, embedding: true}
+  - {name: cprimary, protocol: tgi, model: HuggingFaceH4/zephyr-7b-beta}
 ";
 
 /// Probes are rare (every 20 s): the requests must trip the primary, and
@@ -52,10 +53,12 @@ endpoints:
   - {{name: fallback, kind: tgi, url: '{sim}/fallback', probe: health}}
   - {{name: emb, kind: tei, url: '{sim}/emb'}}
   - {{name: hfemb, kind: hf-inference, url: '{sim}/hfemb', model: BAAI/bge-small-en-v1.5, probe: embed}}
+  - {{name: cprimary, kind: tgi, url: '{sim}/cprimary', probe: health}}
 routes:
   - {{name: assistant, endpoints: [primary, fallback]}}
   - {{name: embeddings, endpoints: [emb]}}
   - {{name: hf-embeddings, endpoints: [hfemb]}}
+  - {{name: cached, endpoints: [cprimary], cache: {{ttl: 1m, max_entries: 100, max_bytes: 1048576}}}}
 ",
         keys = keys.display()
     )

@@ -64,6 +64,34 @@ impl Drop for InFlight {
     }
 }
 
+/// An attempt's permit while the attempt runs: when the attempt is dropped
+/// before it recorded an outcome (its client went away), the permit goes
+/// back without a verdict, so that a half-open trial is not held forever
+/// (no other request, nor probe, would be admitted again).
+struct Unrecorded<'a> {
+    gateway: &'a Gateway,
+    hop: &'a Hop,
+    permit: Option<Permit>,
+}
+
+impl Unrecorded<'_> {
+    /// The attempt ended: it recorded its outcome, or handed the permit to
+    /// the stream it relays.
+    fn disarm(mut self) {
+        self.permit = None;
+    }
+}
+
+impl Drop for Unrecorded<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.permit.take() {
+            tracing::debug!(endpoint = %self.hop.ep.name, "client left before the answer; upstream request cancelled");
+            self.gateway
+                .record(self.hop, Some(p), Outcome::Ignored, None);
+        }
+    }
+}
+
 /// Holds one slot of an endpoint's `max_in_flight`.
 pub struct Slot(Option<Arc<super::table::Traffic>>);
 
@@ -100,10 +128,16 @@ impl Gateway {
                 call.route.metrics.failover(from, hop.pos);
             }
             let url = mapping.url.clone();
-            match self
+            let unrecorded = Unrecorded {
+                gateway: self,
+                hop,
+                permit,
+            };
+            let outcome = self
                 .attempt(&call, hop, url, mapping.translate, permit, slot, &guard)
-                .await
-            {
+                .await;
+            unrecorded.disarm();
+            match outcome {
                 Attempt::Answer(r) => return r,
                 Attempt::Failed => failed = Some(hop.pos),
             }
@@ -324,7 +358,7 @@ impl Gateway {
         resp: Answer,
     ) -> Attempt {
         let status = resp.status();
-        let retry_after = retry_after(resp.headers());
+        let retry_after = retry_after(status, resp.headers());
         let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
         let body = read_bounded(resp, MAX_ERROR_BYTES, call.deadline)
             .await
@@ -501,8 +535,12 @@ pub fn with_headers(mut r: Response, route: &RouteEntry, hop: &Hop, tier: Tier) 
     r
 }
 
-/// `Retry-After`, seconds or an HTTP-date, read as probes read it.
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// `Retry-After` of a 429 or 503 answer, seconds or an HTTP-date, read as
+/// probes read it; on other statuses it asks for no wait of this request.
+fn retry_after(status: u16, h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
     let v = h.get(header::RETRY_AFTER)?.to_str().ok()?;
     crate::classify::retry_after(v, std::time::SystemTime::now())
 }

@@ -3,7 +3,8 @@
 tests/gateway_clients.rs starts `hfbreaker simulate` (TGI `primary` and
 `fallback`, TEI `emb`, hf-inference feature extraction `hfemb`) and the
 daemon with the gateway (routes `assistant`: [primary, fallback],
-`embeddings`: [emb], `hf-embeddings`: [hfemb]), then runs this file with:
+`embeddings`: [emb], `hf-embeddings`: [hfemb], `cached`: [cprimary] with a
+cache), then runs this file with:
 GATEWAY_URL (the gateway's base URL), GATEWAY_KEY (a client key), SIM_URL
 (the simulator, to switch modes) and DAEMON_URL (the daemon, for /metrics).
 
@@ -139,7 +140,7 @@ def test_openai_embeddings_hf_inference_default_base64_decodes_to_floats():
 
 def test_openai_models_list_names_the_routes():
     ids = [m.id for m in oai().models.list()]
-    assert ids == ["assistant", "embeddings", "hf-embeddings"]
+    assert ids == ["assistant", "embeddings", "hf-embeddings", "cached"]
 
 
 def test_openai_wrong_key_is_authentication_error():
@@ -153,6 +154,55 @@ def test_openai_unknown_route_is_not_found():
         oai(max_retries=0).chat.completions.create(model="no-such-route", messages=MESSAGES)
     assert e.value.status_code == 404
     assert "no-such-route" in str(e.value)
+
+
+def metric(name, **labels):
+    """The value of one series on the daemon's /metrics (0 when absent)."""
+    text = requests.get(f"{DAEMON}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_openai_cache_answers_when_the_whole_route_is_down():
+    """Route `cached` ([cprimary], with a cache): an answer once, then the
+    route down: the same request from the cache, another one a 503 with
+    Retry-After, both through the real openai client."""
+    client = oai(max_retries=0)
+    asked = [{"role": "user", "content": "Remember this answer"}]
+    try:
+        raw = client.chat.completions.with_raw_response.create(model="cached", messages=asked, max_tokens=5)
+        assert raw.headers["x-hfbreaker-tier"] == "primary"
+        fresh = raw.parse()
+        set_mode("cprimary", {"status": 503})
+        raw = client.chat.completions.with_raw_response.create(model="cached", messages=asked, max_tokens=5)
+        assert raw.headers["x-hfbreaker-tier"] == "cache"
+        assert raw.headers["x-hfbreaker-route"] == "cached"
+        assert raw.headers["x-hfbreaker-endpoint"] == "cprimary"
+        assert int(raw.headers["age"]) <= 60
+        cached = raw.parse()
+        assert cached.id == fresh.id
+        assert cached.choices[0].message.content == fresh.choices[0].message.content
+        other = [{"role": "user", "content": "Never asked before"}]
+        with pytest.raises(openai.InternalServerError) as e:
+            client.chat.completions.create(model="cached", messages=other, max_tokens=5)
+        err = e.value
+        assert err.status_code == 503
+        assert int(err.response.headers["retry-after"]) >= 1
+        assert err.response.headers["x-hfbreaker-tier"] == "exhausted"
+        assert err.body["code"] == "route_exhausted", err.body
+        assert "cprimary" in err.message
+    finally:
+        set_mode("cprimary", None)
+    assert metric("hfbreaker_gateway_cache_hits_total", route="cached") == 1
+    assert (
+        metric("hfbreaker_gateway_requests_total", route="cached", endpoint="none", tier="exhausted", code="503")
+        == 1
+    )
 
 
 # --- huggingface_hub --------------------------------------------------------

@@ -10,6 +10,7 @@
 //! - [`TestDaemon`] and [`sim`]: the daemon and the simulator in this process,
 //!   for tests that drive them directly.
 //! - [`Scrape`]: the one parser of the `/metrics` text.
+//! - [`scripted`]: an upstream that records what it received and answers as scripted.
 //! - [`Webhook`], [`query`], [`wait_http_ok`]: talking to Prometheus and
 //!   Alertmanager.
 //! - [`find_tool`], [`require_tool`], [`free_port`]; [`procfs`] and [`bench`](mod@bench)
@@ -27,6 +28,7 @@ pub mod package;
 mod proc;
 pub mod procfs;
 mod scrape;
+pub mod scripted;
 mod tools;
 mod webdriver;
 
