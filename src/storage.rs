@@ -130,11 +130,36 @@ pub struct Entry {
     half_open_slow: u32,
     /// Oldest first: `.` success, `s` slow success, `F` failure.
     window: String,
+    /// The last probes, as `window`, when they differ from its calls (a
+    /// gateway request among them); absent: the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probe_window: Option<String>,
     /// The jitter generator's state.
     rng: u64,
     /// The learned probe latency, once warmed up (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     latency_baseline_ms: Option<f64>,
+}
+
+fn calls_text(calls: &[Call]) -> String {
+    calls
+        .iter()
+        .map(|c| match c {
+            Call::Success => '.',
+            Call::Slow => 's',
+            Call::Failure => 'F',
+        })
+        .collect()
+}
+
+fn calls_of(text: &str) -> Vec<Call> {
+    text.chars()
+        .map(|c| match c {
+            'F' => Call::Failure,
+            's' => Call::Slow,
+            _ => Call::Success,
+        })
+        .collect()
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -177,15 +202,8 @@ impl Entry {
             consecutive_failures: s.consecutive_failures,
             half_open_successes: s.half_open_successes,
             half_open_slow: s.half_open_slow,
-            window: s
-                .window
-                .iter()
-                .map(|c| match c {
-                    Call::Success => '.',
-                    Call::Slow => 's',
-                    Call::Failure => 'F',
-                })
-                .collect(),
+            window: calls_text(&s.window),
+            probe_window: s.probe_window.as_deref().map(calls_text),
             rng: s.rng,
             latency_baseline_ms: s.baseline.log_seconds.map(|l| l.exp() * 1000.0),
         }
@@ -218,15 +236,8 @@ impl Entry {
             consecutive_failures: self.consecutive_failures,
             half_open_successes: self.half_open_successes,
             half_open_slow: self.half_open_slow,
-            window: self
-                .window
-                .chars()
-                .map(|c| match c {
-                    'F' => Call::Failure,
-                    's' => Call::Slow,
-                    _ => Call::Success,
-                })
-                .collect(),
+            window: calls_of(&self.window),
+            probe_window: self.probe_window.as_deref().map(calls_of),
             rng: self.rng,
             epoch: 0,
             trial_in_flight: false,
@@ -591,6 +602,35 @@ mod tests {
         let (r, _) = loaded["a"].restore(&c, now, wall);
         let got = r.latency_baseline().unwrap().as_secs_f64();
         assert!((got - 0.25).abs() < 1e-9, "{got}");
+    }
+
+    #[test]
+    fn the_probe_window_is_saved_when_requests_are_among_the_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg("a", "http://127.0.0.1:1/");
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut b = Breaker::new(c.breaker.clone(), now, 5);
+        let slow = Outcome::Success {
+            duration: Duration::from_secs(6),
+        };
+        for o in [slow, Outcome::RequestSuccess, Outcome::RequestFailure, slow] {
+            let (p, _) = b.try_acquire(now);
+            b.record(p.unwrap(), o, now);
+        }
+        let e = Entry::capture(&c, &b, wall, now, wall);
+        assert_eq!(e.window, "s.Fs");
+        assert_eq!(e.probe_window.as_deref(), Some("ss"));
+        save(dir.path(), BTreeMap::from([("a".to_string(), e)])).unwrap();
+        let (r, _) = load(dir.path()).unwrap()["a"].restore(&c, now, wall);
+        assert_eq!(r.slow_call_ratio(), 1.0);
+        assert_eq!(r.failure_ratio(), 0.25);
+        // only probes: nothing more is written
+        let mut b = Breaker::new(c.breaker.clone(), now, 5);
+        let (p, _) = b.try_acquire(now);
+        b.record(p.unwrap(), slow, now);
+        let e = Entry::capture(&c, &b, wall, now, wall);
+        assert_eq!(e.probe_window, None);
     }
 
     #[test]
