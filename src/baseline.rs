@@ -133,14 +133,16 @@ impl Baseline {
     }
 
     /// The slow-call threshold: `fixed` while warming up, else `factor` x
-    /// the baseline within `[min, max]`.
+    /// the baseline within `[min, max]`. Never above `max` (the probe
+    /// timeout at most), even with a `min` above it (the config refuses
+    /// that): above the timeout the slow-call rule could never fire.
     pub fn threshold(&self, cfg: &AdaptiveConfig, fixed: Duration) -> Duration {
         match self.log_seconds {
             None => fixed,
             Some(l) => {
                 let secs = (l.exp() * cfg.factor).min(1e9);
-                let max = cfg.max.max(cfg.min);
-                Duration::from_secs_f64(secs).clamp(cfg.min, max)
+                let min = cfg.min.min(cfg.max);
+                Duration::from_secs_f64(secs).clamp(min, cfg.max)
             }
         }
     }
@@ -248,6 +250,24 @@ mod tests {
         let mut huge = Baseline::new();
         huge.observe(&cfg, Duration::MAX, t);
         assert_eq!(huge.threshold(&cfg, ms(5000)), ms(2000));
+    }
+
+    #[test]
+    fn threshold_never_exceeds_max_even_with_min_above_it() {
+        // `max` is the probe timeout at most: a threshold above it would turn
+        // the slow-call rule off. The config refuses such a `min`; the
+        // threshold holds on its own too.
+        let cfg = AdaptiveConfig {
+            min: ms(3000),
+            max: ms(2000),
+            warmup_calls: 1,
+            ..Default::default()
+        };
+        for lat in [ms(1), ms(100), ms(1500), Duration::MAX] {
+            let mut b = Baseline::new();
+            b.observe(&cfg, lat, Instant::now());
+            assert_eq!(b.threshold(&cfg, ms(5000)), ms(2000), "{lat:?}");
+        }
     }
 
     #[test]
@@ -375,7 +395,7 @@ mod props {
                 if let Some(l) = b.log_seconds {
                     prop_assert!(l >= lo - 1e-9 && l <= hi + 1e-9);
                     let th = b.threshold(&cfg, Duration::from_secs(5));
-                    prop_assert!(th >= cfg.min && th <= cfg.max.max(cfg.min));
+                    prop_assert!(th >= cfg.min.min(cfg.max) && th <= cfg.max);
                     if let Some(p) = before {
                         prop_assert!((l - p).abs() <= MAX_STEP.ln() / 2.0 + 1e-9);
                     }

@@ -3,7 +3,9 @@
 //! No I/O, no tokio, no clock of its own: every call takes `now`, so the
 //! breaker can be tested exhaustively and benchmarked in nanoseconds. The
 //! scheduler asks [`Breaker::try_acquire`] before sending a probe and reports
-//! the probe's outcome with [`Breaker::record`].
+//! the probe's outcome with [`Breaker::record`]; the gateway does the same
+//! for each request it sends, whose outcome counts as a success or a failure
+//! only (see [`Outcome`]).
 
 use std::time::{Duration, Instant};
 
@@ -73,15 +75,29 @@ impl Default for BreakerConfig {
     }
 }
 
-/// What a finished probe tells the breaker.
+/// What a finished call tells the breaker: a probe's outcome, or a gateway
+/// request's. Only probes are timed: a request's duration depends on the
+/// request (prompt, tokens, a stream), so it is neither a slow call nor a
+/// sample of the endpoint's latency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Success {
-        duration: Duration,
-    },
+    /// A probe that answered well, in `duration`.
+    Success { duration: Duration },
+    /// A probe that failed.
     Failure,
     /// Not a health signal (auth errors, client errors, scaled to zero, ...).
     Ignored,
+    /// A gateway request that answered well: a success, untimed.
+    RequestSuccess,
+    /// A gateway request that failed: a failure like a probe's.
+    RequestFailure,
+}
+
+impl Outcome {
+    /// A probe's or a request's failure.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failure | Outcome::RequestFailure)
+    }
 }
 
 /// Permission to send one probe. Carries the breaker's epoch so that a probe
@@ -248,6 +264,11 @@ pub struct Snapshot {
     pub half_open_slow: u32,
     /// The window's calls, oldest first.
     pub window: Vec<Call>,
+    /// The last `window` probes, which the slow-call ratio is taken over,
+    /// oldest first; `None` when they are the window's calls (no gateway
+    /// request among them, or a snapshot from before requests were told
+    /// apart).
+    pub probe_window: Option<Vec<Call>>,
     /// The jitter generator, so that a restored breaker draws the same periods.
     pub rng: u64,
     /// Only meaningful in the same process: permits carry it. A store that
@@ -282,7 +303,12 @@ pub struct Breaker {
     half_open_successes: u32,
     half_open_slow: u32,
     trial_in_flight: bool,
+    /// Every call, probes and gateway requests: the failure rate.
     window: Window,
+    /// The last `window` probes: the slow-call ratio. Gateway requests are
+    /// not timed (their duration depends on the request), so they must not
+    /// dilute it; without requests it holds what `window` holds.
+    probes: Window,
     rng: u64,
     baseline: Baseline,
 }
@@ -313,6 +339,7 @@ impl Breaker {
             half_open_successes: 0,
             half_open_slow: 0,
             trial_in_flight: false,
+            probes: window.clone(),
             window,
             rng: splitmix64(seed) | 1,
             baseline: Baseline::new(),
@@ -330,6 +357,8 @@ impl Breaker {
         if self.window.slots.len() != cfg.window.max(1) as usize {
             let calls: Vec<u8> = self.window.calls().collect();
             self.window = Window::with_calls(cfg.window, calls);
+            let calls: Vec<u8> = self.probes.calls().collect();
+            self.probes = Window::with_calls(cfg.window, calls);
         }
         let cap = cfg.max_open_duration.max(cfg.open_duration);
         if let Some(until) = self.open_until
@@ -352,6 +381,8 @@ impl Breaker {
             half_open_successes: self.half_open_successes,
             half_open_slow: self.half_open_slow,
             window: self.window.calls().map(Call::of_flags).collect(),
+            probe_window: (!self.probes.calls().eq(self.window.calls()))
+                .then(|| self.probes.calls().map(Call::of_flags).collect()),
             rng: self.rng,
             epoch: self.epoch,
             trial_in_flight: self.trial_in_flight,
@@ -371,6 +402,10 @@ impl Breaker {
             now.checked_add(left).unwrap_or(now)
         });
         let window = Window::with_calls(cfg.window, snap.window.iter().map(|c| c.flags()));
+        let probes = match &snap.probe_window {
+            Some(p) => Window::with_calls(cfg.window, p.iter().map(|c| c.flags())),
+            None => window.clone(),
+        };
         Breaker {
             state: snap.state,
             since: now.checked_sub(snap.since_ago).unwrap_or(now),
@@ -391,6 +426,7 @@ impl Breaker {
             },
             trial_in_flight: snap.state == State::HalfOpen && snap.trial_in_flight,
             window,
+            probes,
             // xorshift never leaves a non-zero state, but 0 would stick there.
             rng: if snap.rng == 0 { 1 } else { snap.rng },
             baseline: Baseline::restore(&snap.baseline, now),
@@ -430,8 +466,9 @@ impl Breaker {
         self.window.failure_ratio()
     }
 
+    /// Share of slow calls among the last `window` probes (0 when none).
     pub fn slow_call_ratio(&self) -> f64 {
-        self.window.slow_ratio()
+        self.probes.slow_ratio()
     }
 
     /// Above this a successful probe is a slow call: the fixed
@@ -459,9 +496,9 @@ impl Breaker {
     /// end the confirmation).
     fn slow_suspect(&self) -> bool {
         self.slow_rule()
-            && (self.window.recent(SLOW_SUSPECT_CALLS, SLOW)
-                || (self.window.slow > 0
-                    && self.window.slow_ratio() >= self.cfg.slow_call_rate_threshold / 2.0))
+            && (self.probes.recent(SLOW_SUSPECT_CALLS, SLOW)
+                || (self.probes.slow > 0
+                    && self.probes.slow_ratio() >= self.cfg.slow_call_rate_threshold / 2.0))
     }
 
     pub fn window_len(&self) -> u32 {
@@ -546,7 +583,7 @@ impl Breaker {
                             None
                         }
                     }
-                    Outcome::Success { .. } => {
+                    Outcome::Success { .. } | Outcome::RequestSuccess => {
                         self.half_open_successes += 1;
                         if self.half_open_successes >= self.cfg.success_threshold {
                             self.backoff_step = 0;
@@ -555,7 +592,7 @@ impl Breaker {
                             None
                         }
                     }
-                    Outcome::Failure => {
+                    Outcome::Failure | Outcome::RequestFailure => {
                         // Capped so that the doubling cannot overflow.
                         self.backoff_step = (self.backoff_step + 1).min(MAX_STEP);
                         Some(self.trip(TripReason::HalfOpenFailure, now))
@@ -571,8 +608,13 @@ impl Breaker {
             Outcome::Ignored => return None,
             Outcome::Success { duration } => {
                 self.consecutive_failures = 0;
-                let slow = duration > self.slow_call_threshold();
-                self.window.push(if slow { SLOW } else { 0 });
+                let flags = if duration > self.slow_call_threshold() {
+                    SLOW
+                } else {
+                    0
+                };
+                self.window.push(flags);
+                self.probes.push(flags);
                 // Learn only what `closed` sees: not a forced state, not a trial.
                 if self.state == State::Closed {
                     let learning = self.cfg.adaptive.as_ref().unwrap_or(&LEARNING);
@@ -580,6 +622,16 @@ impl Breaker {
                 }
             }
             Outcome::Failure => {
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                self.window.push(FAILED);
+                self.probes.push(FAILED);
+            }
+            // Requests: the failure rate and the consecutive failures only.
+            Outcome::RequestSuccess => {
+                self.consecutive_failures = 0;
+                self.window.push(0);
+            }
+            Outcome::RequestFailure => {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.window.push(FAILED);
             }
@@ -601,9 +653,11 @@ impl Breaker {
             {
                 return Some(TripReason::FailureRate);
             }
-            if self.cfg.slow_call_rate_threshold < 1.0
-                && self.window.slow > 0
-                && self.window.slow_ratio() >= self.cfg.slow_call_rate_threshold
+            // Over the probes only; without requests the same calls.
+            if self.slow_rule()
+                && self.probes.len >= self.cfg.min_calls
+                && self.probes.slow > 0
+                && self.probes.slow_ratio() >= self.cfg.slow_call_rate_threshold
             {
                 return Some(TripReason::SlowCalls);
             }
@@ -662,6 +716,7 @@ impl Breaker {
         if matches!(to, State::Closed | State::ForcedClosed) {
             self.consecutive_failures = 0;
             self.window.clear();
+            self.probes.clear();
         }
         Transition { from, to, trip }
     }
@@ -703,6 +758,7 @@ impl Breaker {
         self.current_open = self.cfg.open_duration;
         self.consecutive_failures = 0;
         self.window.clear();
+        self.probes.clear();
         (self.state != State::Closed).then(|| self.enter(State::Closed, now, None))
     }
 }
@@ -877,6 +933,157 @@ mod tests {
         let t = call(&mut b, SLOW_OK, until).expect("reopens");
         assert_eq!((t.to, t.trip), (State::Open, Some(TripReason::SlowCalls)));
         assert_eq!(b.backoff_step(), 1);
+    }
+
+    /// A probe under a fresh permit.
+    fn probe(b: &mut Breaker, o: Outcome, now: Instant) -> Option<Transition> {
+        call(b, o, now)
+    }
+
+    /// `n` gateway requests that answered well.
+    fn requests_ok(b: &mut Breaker, n: usize, now: Instant) {
+        for _ in 0..n {
+            assert_eq!(call(b, Outcome::RequestSuccess, now), None);
+        }
+    }
+
+    #[test]
+    fn gateway_successes_neither_teach_the_baseline_nor_hide_a_brownout() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(auto(), t0, 1);
+        let mut now = t0;
+        for _ in 0..3 {
+            now += Duration::from_secs(15);
+            probe(&mut b, ok_in(100), now);
+        }
+        assert_eq!(b.latency_baseline(), Some(Duration::from_millis(100)));
+        // An hour of traffic: 10 requests a second, a probe every 15 s.
+        for i in 1..=36_000 {
+            now += Duration::from_millis(100);
+            requests_ok(&mut b, 1, now);
+            if i % 150 == 0 {
+                assert_eq!(probe(&mut b, ok_in(100), now), None);
+            }
+        }
+        let v = b.latency_baseline().unwrap().as_secs_f64();
+        assert!((v / 0.1 - 1.0).abs() < 1e-9, "requests moved it: {v}");
+        assert_eq!(b.slow_call_threshold(), Duration::from_millis(200));
+        assert_eq!(b.slow_call_ratio(), 0.0);
+        // A brownout of the probes amid the same traffic: slow_calls trips
+        // once half the last `window` probes are slow, as without traffic.
+        let mut trip = None;
+        let mut slow_probes = 0;
+        while trip.is_none() && slow_probes < 10 {
+            for _ in 0..10 {
+                now += Duration::from_millis(100);
+                requests_ok(&mut b, 1, now);
+            }
+            slow_probes += 1;
+            trip = probe(&mut b, ok_in(250), now);
+        }
+        assert_eq!(trip.and_then(|t| t.trip), Some(TripReason::SlowCalls));
+        assert_eq!(slow_probes, 5, "5 of the last 10 probes slow");
+    }
+
+    #[test]
+    fn gateway_successes_do_not_complete_the_warm_up() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(auto(), t0, 1);
+        let mut now = t0;
+        for _ in 0..2 {
+            now += Duration::from_secs(15);
+            probe(&mut b, ok_in(100), now);
+            requests_ok(&mut b, 1000, now);
+        }
+        assert_eq!(b.latency_baseline(), None, "still warming up");
+        assert_eq!(b.slow_call_threshold(), Duration::from_millis(500));
+        now += Duration::from_secs(15);
+        probe(&mut b, ok_in(120), now);
+        // the median of the three probes, not of zeros
+        assert_eq!(b.latency_baseline(), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn gateway_calls_do_not_dilute_the_slow_call_ratio_of_a_fixed_threshold() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 1);
+        let mut trip = None;
+        let mut slow_probes = 0;
+        // a request failure now and then: counted, but no failure-rate trip
+        while trip.is_none() && slow_probes < 10 {
+            slow_probes += 1;
+            trip = probe(&mut b, SLOW_OK, t0);
+            if trip.is_none() {
+                requests_ok(&mut b, 1, t0);
+                assert_eq!(call(&mut b, Outcome::RequestFailure, t0), None);
+                requests_ok(&mut b, 1, t0);
+            }
+        }
+        assert_eq!(trip.and_then(|t| t.trip), Some(TripReason::SlowCalls));
+        assert_eq!(slow_probes, 6, "min_calls slow probes");
+    }
+
+    #[test]
+    fn gateway_outcomes_count_as_successes_and_failures() {
+        let t0 = Instant::now();
+        // consecutive failures
+        let mut b = Breaker::new(cfg(), t0, 1);
+        call(&mut b, Outcome::RequestFailure, t0);
+        call(&mut b, Outcome::Failure, t0);
+        let t = call(&mut b, Outcome::RequestFailure, t0).expect("trips");
+        assert_eq!(t.trip, Some(TripReason::ConsecutiveFailures));
+        // a request's success resets the count; the failure rate counts both
+        let mut b = Breaker::new(cfg(), t0, 1);
+        for o in [
+            Outcome::RequestFailure,
+            Outcome::RequestSuccess,
+            Outcome::Failure,
+            OK,
+            Outcome::RequestFailure,
+        ] {
+            assert_eq!(call(&mut b, o, t0), None);
+            assert!(b.consecutive_failures() <= 1);
+        }
+        let t = call(&mut b, Outcome::RequestSuccess, t0).expect("3/6 failed");
+        assert_eq!(t.trip, Some(TripReason::FailureRate));
+        // half-open: requests close and reopen like probes
+        let until = b.open_until().unwrap();
+        call(&mut b, Outcome::RequestSuccess, until);
+        let t = call(&mut b, Outcome::RequestSuccess, until).expect("closes");
+        assert_eq!(t.to, State::Closed);
+        trip(&mut b, until);
+        let until = b.open_until().unwrap();
+        let t = call(&mut b, Outcome::RequestFailure, until).expect("reopens");
+        assert_eq!(t.trip, Some(TripReason::HalfOpenFailure));
+    }
+
+    #[test]
+    fn the_probe_window_survives_snapshot_restore_and_reconfigure() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(), t0, 1);
+        for _ in 0..4 {
+            probe(&mut b, SLOW_OK, t0);
+            requests_ok(&mut b, 3, t0);
+        }
+        assert_eq!(b.slow_call_ratio(), 1.0);
+        let snap = b.snapshot(t0);
+        let mut r = Breaker::restore(cfg(), &snap, t0);
+        assert_eq!(r.snapshot(t0), snap);
+        b.reconfigure(cfg(), t0);
+        for x in [&mut b, &mut r] {
+            assert_eq!(x.slow_call_ratio(), 1.0);
+            probe(x, SLOW_OK, t0);
+            let t = probe(x, SLOW_OK, t0).expect("6 slow probes");
+            assert_eq!(t.trip, Some(TripReason::SlowCalls));
+        }
+        // a snapshot without a probe window (an older file): the window's calls
+        let mut b = Breaker::new(cfg(), t0, 1);
+        probe(&mut b, SLOW_OK, t0);
+        probe(&mut b, OK, t0);
+        let snap = b.snapshot(t0);
+        assert_eq!(snap.probe_window, None, "the same as the window");
+        let r = Breaker::restore(cfg(), &snap, t0);
+        assert_eq!(r.slow_call_ratio(), 0.5);
     }
 
     #[test]
@@ -1453,6 +1660,7 @@ mod tests {
             half_open_successes: u32::MAX,
             half_open_slow: u32::MAX,
             window: vec![Call::Failure; 1000],
+            probe_window: None,
             rng: 0,
             epoch: u64::MAX,
             trial_in_flight: true,
@@ -1509,6 +1717,8 @@ mod props {
             (0u64..2000).prop_map(|ms| Outcome::Success {
                 duration: Duration::from_millis(ms)
             }),
+            Just(Outcome::RequestSuccess),
+            Just(Outcome::RequestFailure),
         ];
         prop_oneof![
             6 => (0u64..30_000).prop_map(Op::Advance),

@@ -1198,6 +1198,46 @@ impl BreakerBase {
     }
 }
 
+/// With `auto`, `adaptive.min` above the probe timeout would put the learned
+/// threshold above the timeout, where a probe is a failure and never a slow
+/// call: the slow-call rule would be off without a word. The error goes to
+/// what this level (`p`: `global` or an endpoint) wrote that makes the
+/// conflict: its `adaptive.min`, else its `timeout`, else its
+/// `slow_call_duration: auto`; a conflict it only inherits is reported
+/// where it was written.
+fn check_min_below_timeout(
+    raw: &RawBreaker,
+    b: &BreakerBase,
+    timeout: Duration,
+    raw_timeout: &Option<Spanned<HumanDuration>>,
+    p: &str,
+    errs: &mut Errors,
+) {
+    if !b.auto || b.knobs.min <= timeout {
+        return;
+    }
+    let (min, t) = (format_bound(b.knobs.min), format_bound(timeout));
+    if let Some(s) = &raw.adaptive.min {
+        errs.at(
+            s,
+            format!("{p}.breaker.adaptive.min"),
+            format!("must not be above the probe timeout ({t})"),
+        );
+    } else if let Some(s) = raw_timeout {
+        errs.at(
+            s,
+            format!("{p}.timeout"),
+            format!("must not be below breaker.adaptive.min ({min}) with slow_call_duration: auto"),
+        );
+    } else if let Some(s) = &raw.slow_call_duration {
+        errs.at(
+            s,
+            format!("{p}.breaker.slow_call_duration"),
+            format!("auto needs breaker.adaptive.min ({min}) not above the probe timeout ({t})"),
+        );
+    }
+}
+
 /// `breaker.adaptive` over the inherited knobs; whether `max` is written.
 fn resolve_adaptive(
     raw: &RawAdaptive,
@@ -1283,6 +1323,8 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
         "global.breaker",
         errs,
     );
+    let (rb, rt) = (&raw.global.breaker, &raw.global.timeout);
+    check_min_below_timeout(rb, &breaker, global.timeout, rt, "global", errs);
     let defaults = Defaults { global, breaker };
     check_not_empty(&raw, defaults.global.allow_empty, errs);
     let mut endpoint_names = HashMap::new();
@@ -1475,6 +1517,7 @@ fn resolve_endpoint(
         g.confirm_interval,
         bounds::CONFIRM_INTERVAL,
     );
+    check_min_below_timeout(&e.breaker, &breaker, timeout, &e.timeout, p, errs);
     Some(EndpointConfig {
         name: e.name.value.clone(),
         kind: e.kind.value,

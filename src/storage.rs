@@ -130,11 +130,41 @@ pub struct Entry {
     half_open_slow: u32,
     /// Oldest first: `.` success, `s` slow success, `F` failure.
     window: String,
+    /// The last probes, as `window`, when they differ from its calls (a
+    /// gateway request among them); absent: the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probe_window: Option<String>,
     /// The jitter generator's state.
     rng: u64,
     /// The learned probe latency, once warmed up (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     latency_baseline_ms: Option<f64>,
+    /// Until then, the warm-up samples seen so far (ms, oldest first; fewer
+    /// than `warmup_calls`, so at most `baseline::MAX_WARMUP`), so that a
+    /// restart does not lose a partly learned baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    latency_warmup_ms: Vec<f64>,
+}
+
+fn calls_text(calls: &[Call]) -> String {
+    calls
+        .iter()
+        .map(|c| match c {
+            Call::Success => '.',
+            Call::Slow => 's',
+            Call::Failure => 'F',
+        })
+        .collect()
+}
+
+fn calls_of(text: &str) -> Vec<Call> {
+    text.chars()
+        .map(|c| match c {
+            'F' => Call::Failure,
+            's' => Call::Slow,
+            _ => Call::Success,
+        })
+        .collect()
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -177,17 +207,11 @@ impl Entry {
             consecutive_failures: s.consecutive_failures,
             half_open_successes: s.half_open_successes,
             half_open_slow: s.half_open_slow,
-            window: s
-                .window
-                .iter()
-                .map(|c| match c {
-                    Call::Success => '.',
-                    Call::Slow => 's',
-                    Call::Failure => 'F',
-                })
-                .collect(),
+            window: calls_text(&s.window),
+            probe_window: s.probe_window.as_deref().map(calls_text),
             rng: s.rng,
             latency_baseline_ms: s.baseline.log_seconds.map(|l| l.exp() * 1000.0),
+            latency_warmup_ms: s.baseline.warmup.iter().map(|l| l.exp() * 1000.0).collect(),
         }
     }
 
@@ -218,27 +242,22 @@ impl Entry {
             consecutive_failures: self.consecutive_failures,
             half_open_successes: self.half_open_successes,
             half_open_slow: self.half_open_slow,
-            window: self
-                .window
-                .chars()
-                .map(|c| match c {
-                    'F' => Call::Failure,
-                    's' => Call::Slow,
-                    _ => Call::Success,
-                })
-                .collect(),
+            window: calls_of(&self.window),
+            probe_window: self.probe_window.as_deref().map(calls_of),
             rng: self.rng,
             epoch: 0,
             trial_in_flight: false,
-            // Warm-up samples are not kept: a restart without a learned
-            // value warms up again.
+            // Damaged samples (not positive, not finite, absurd) are
+            // dropped and at most `MAX_WARMUP` kept by `Baseline::restore`.
             baseline: BaselineState {
                 seen: 0,
                 log_seconds: self
                     .latency_baseline_ms
                     .filter(|ms| *ms > 0.0)
                     .map(|ms| (ms / 1000.0).ln()),
-                warmup: Vec::new(),
+                warmup: (self.latency_warmup_ms.iter())
+                    .map(|ms| (ms / 1000.0).ln())
+                    .collect(),
                 last_ago: None,
             },
         };
@@ -591,6 +610,99 @@ mod tests {
         let (r, _) = loaded["a"].restore(&c, now, wall);
         let got = r.latency_baseline().unwrap().as_secs_f64();
         assert!((got - 0.25).abs() < 1e-9, "{got}");
+    }
+
+    #[test]
+    fn the_probe_window_is_saved_when_requests_are_among_the_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg("a", "http://127.0.0.1:1/");
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut b = Breaker::new(c.breaker.clone(), now, 5);
+        let slow = Outcome::Success {
+            duration: Duration::from_secs(6),
+        };
+        for o in [slow, Outcome::RequestSuccess, Outcome::RequestFailure, slow] {
+            let (p, _) = b.try_acquire(now);
+            b.record(p.unwrap(), o, now);
+        }
+        let e = Entry::capture(&c, &b, wall, now, wall);
+        assert_eq!(e.window, "s.Fs");
+        assert_eq!(e.probe_window.as_deref(), Some("ss"));
+        save(dir.path(), BTreeMap::from([("a".to_string(), e)])).unwrap();
+        let (r, _) = load(dir.path()).unwrap()["a"].restore(&c, now, wall);
+        assert_eq!(r.slow_call_ratio(), 1.0);
+        assert_eq!(r.failure_ratio(), 0.25);
+        // only probes: nothing more is written
+        let mut b = Breaker::new(c.breaker.clone(), now, 5);
+        let (p, _) = b.try_acquire(now);
+        b.record(p.unwrap(), slow, now);
+        let e = Entry::capture(&c, &b, wall, now, wall);
+        assert_eq!(e.probe_window, None);
+    }
+
+    /// Record `n` probes of `ms` each, a second apart from `from`.
+    fn probes(b: &mut Breaker, n: u64, ms: u64, from: Instant) {
+        for i in 0..n {
+            let (p, _) = b.try_acquire(from);
+            let d = Duration::from_millis(ms);
+            let at = from + Duration::from_secs(i);
+            b.record(p.unwrap(), Outcome::Success { duration: d }, at);
+        }
+    }
+
+    #[test]
+    fn a_partly_learned_baseline_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg("a", "http://127.0.0.1:1/");
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        // 12 of the 20 warm-up probes: 6 at 200 ms, 6 at 300 ms
+        let mut b = Breaker::new(c.breaker.clone(), now, 5);
+        probes(&mut b, 6, 200, now);
+        probes(&mut b, 6, 300, now);
+        assert_eq!(b.latency_baseline(), None);
+        let e = Entry::capture(&c, &b, wall, now, wall);
+        save(dir.path(), BTreeMap::from([("a".to_string(), e)])).unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"latency_warmup_ms\""), "{text}");
+        let later = now + Duration::from_secs(60);
+        let (mut r, _) = load(dir.path()).unwrap()["a"].restore(&c, later, wall);
+        assert_eq!(r.latency_baseline(), None, "still warming up");
+        // 8 more after the restart complete the warm-up: the median of all 20
+        probes(&mut r, 8, 300, later);
+        let got = r.latency_baseline().expect("warmed up").as_secs_f64();
+        assert!((got - 0.3).abs() < 1e-9, "{got}");
+
+        // A file from before the warm-up was saved still loads, and warms up
+        // again from scratch.
+        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let entry = doc["endpoints"]["a"].as_object_mut().unwrap();
+        assert!(entry.remove("latency_warmup_ms").is_some());
+        std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let (mut r, _) = load(dir.path()).unwrap()["a"].restore(&c, later, wall);
+        probes(&mut r, 19, 300, later);
+        assert_eq!(r.latency_baseline(), None);
+        probes(&mut r, 1, 300, later);
+        assert!(r.latency_baseline().is_some());
+    }
+
+    #[test]
+    fn saved_warm_up_samples_are_bounded_and_checked() {
+        let c = cfg("a", "http://127.0.0.1:1/");
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let b = Breaker::new(c.breaker.clone(), now, 5);
+        let mut e = Entry::capture(&c, &b, wall, now, wall);
+        assert!(e.latency_warmup_ms.is_empty(), "nothing to save");
+        let mut samples = vec![f64::NAN, -1.0, 0.0, f64::INFINITY, 1e300];
+        samples.extend(std::iter::repeat_n(250.0, 500));
+        e.latency_warmup_ms = samples;
+        let (r, _) = e.restore(&c, now, wall);
+        let kept = r.snapshot(now).baseline.warmup;
+        assert_eq!(kept.len(), crate::baseline::MAX_WARMUP as usize);
+        assert!(kept.iter().all(|l| (l - 0.25f64.ln()).abs() < 1e-9));
     }
 
     #[test]

@@ -176,3 +176,94 @@ fn bounds_and_mistakes_are_reported_with_position() {
         assert_eq!(c.endpoints[0].breaker.adaptive.unwrap().half_life, hl);
     }
 }
+
+/// `adaptive.min` above the probe timeout would lift the learned threshold
+/// above the timeout, where a probe is a failure and never a slow call: the
+/// slow-call rule would be off without a word. Refused, globally and per
+/// endpoint (the timeout can be per endpoint), at the field of the level
+/// that makes the conflict.
+#[test]
+fn min_above_the_probe_timeout_is_refused_with_position() {
+    const AUTO: &str = "global:\n  breaker:\n    slow_call_duration: auto\n";
+    const EP1: &str = "endpoints:\n  - {name: a, kind: http, url: 'http://127.0.0.1:9/'}\n";
+    let b_breaker = |block: &str| {
+        EPS.replace(
+            "    timeout: 2s\n",
+            &format!("    timeout: 2s\n    breaker: {block}\n"),
+        )
+    };
+    for (yaml, want) in [
+        (
+            "global:\n  timeout: 2s\n  breaker:\n    slow_call_duration: auto\n    adaptive: {min: 3s}\n".to_string() + EP1,
+            "a.yml:5:21: global.breaker.adaptive.min: must not be above the probe timeout (2s)",
+        ),
+        (
+            format!("{AUTO}    adaptive: {{min: 3s}}\n{EPS}"),
+            "a.yml:10:14: endpoints[1].timeout: must not be below breaker.adaptive.min (3s) with slow_call_duration: auto",
+        ),
+        (
+            format!("{AUTO}{}", b_breaker("{adaptive: {min: 2500ms}}")),
+            "a.yml:10:31: endpoints[1].breaker.adaptive.min: must not be above the probe timeout (2s)",
+        ),
+        // the endpoint's own timeout first, then its `auto`
+        (
+            format!(
+                "global:\n  breaker:\n    adaptive: {{min: 3s}}\n{}",
+                b_breaker("{slow_call_duration: auto}")
+            ),
+            "a.yml:9:14: endpoints[1].timeout: must not be below breaker.adaptive.min (3s) with slow_call_duration: auto",
+        ),
+        (
+            "global:\n  timeout: 2s\n  breaker:\n    adaptive: {min: 3s}\n".to_string()
+                + EP1.replace("'}", "', breaker: {slow_call_duration: auto}}").as_str(),
+            "a.yml:6:85: endpoints[0].breaker.slow_call_duration: auto needs breaker.adaptive.min (3s) not above the probe timeout (2s)",
+        ),
+    ] {
+        let e = err(&yaml);
+        assert_eq!(e, want, "{yaml}");
+    }
+    // equal to the timeout, or a fixed threshold (min unused): fine
+    parse(&format!("{AUTO}    adaptive: {{min: 2s}}\n{EPS}"));
+    parse(&format!(
+        "global:\n  breaker:\n    adaptive: {{min: 3s}}\n{}",
+        b_breaker("{slow_call_duration: 1s}")
+    ));
+}
+
+/// Whatever is written, a loaded `auto` breaker has min <= max <= timeout,
+/// so its threshold never exceeds the timeout, however slow the endpoint.
+#[test]
+fn the_learned_threshold_never_exceeds_the_probe_timeout() {
+    use hfbreaker::breaker::{Breaker, Outcome};
+    let ds = ["10ms", "500ms", "2s", "3s", "10s", "1m"];
+    let mut loaded = 0;
+    for min in ds {
+        for max in ds
+            .iter()
+            .map(|m| format!(", max: {m}"))
+            .chain([String::new()])
+        {
+            for timeout in ["10ms", "2s", "10s"] {
+                let yaml = format!(
+                    "global:\n  timeout: 1m\n  breaker:\n    slow_call_duration: auto\n    adaptive: {{min: {min}{max}, warmup_calls: 1}}\nendpoints:\n  - {{name: a, kind: http, url: 'http://127.0.0.1:9/', timeout: {timeout}}}\n"
+                );
+                let Ok(c) = config::parse(&yaml, "a.yml", &HashMap::<String, String>::new()) else {
+                    continue;
+                };
+                loaded += 1;
+                let e = &c.endpoints[0];
+                let a = e.breaker.adaptive.unwrap();
+                assert!(a.min <= a.max && a.max <= e.timeout, "{yaml}\n{a:?}");
+                let now = std::time::Instant::now();
+                let mut b = Breaker::new(e.breaker.clone(), now, 1);
+                let (p, _) = b.try_acquire(now);
+                let slow = Outcome::Success {
+                    duration: Duration::from_secs(3600),
+                };
+                b.record(p.unwrap(), slow, now);
+                assert!(b.slow_call_threshold() <= e.timeout, "{yaml}");
+            }
+        }
+    }
+    assert!(loaded >= 40, "{loaded}");
+}

@@ -139,7 +139,24 @@ async fn learns_the_baseline_trips_on_a_brownout_and_keeps_it_across_a_reload() 
     .unwrap();
     let b = &api["breakers"][0];
     assert_eq!(b["slow_call_duration_auto"], true, "{b}");
-    assert!(b["latency_baseline_seconds"].as_f64().unwrap() > 0.0, "{b}");
+    // The API shows the learned values: its threshold is FACTOR x its
+    // baseline (one reading of the breaker), and both are where /metrics
+    // showed them a moment ago (a probe or two later: within 5%).
+    let api_baseline = b["latency_baseline_seconds"].as_f64().unwrap();
+    let api_threshold = b["slow_call_duration_seconds"].as_f64().unwrap();
+    assert!(
+        (api_threshold / (FACTOR * api_baseline) - 1.0).abs() < 1e-6,
+        "{b}"
+    );
+    assert!(
+        (api_baseline / learned - 1.0).abs() < 0.05,
+        "{b} vs {learned}"
+    );
+    assert!(
+        (api_threshold / threshold(&s) - 1.0).abs() < 0.05,
+        "{b} vs {}",
+        threshold(&s)
+    );
 
     // 2. A brownout: the median climbs to 5x over 2 s (2.5x, the
     // threshold, after 0.75 s) and stays there.

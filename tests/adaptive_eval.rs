@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use hfbreaker::breaker::TripReason;
 use testkit::adaptive::{
     ONSET, Scenarios, Threshold, endpoint_config, evaluate, evaluate_config, run,
 };
@@ -29,6 +30,10 @@ fn learned_thresholds_meet_the_criteria_at_every_baseline() {
         for t in &row.time_to_trip {
             let t = t.unwrap_or_else(|| panic!("the brownout did not trip: {ctx}"));
             assert!(t <= 30.0, "tripped {t:.1} s after reaching 3x: {ctx}");
+        }
+        // on the slow-call rule, not on timeouts or anything else
+        for r in &row.trip_reason {
+            assert_eq!(*r, Some(TripReason::SlowCalls), "{ctx}");
         }
         for m in &row.recovery_margin {
             let m = m.unwrap_or_else(|| panic!("not closed after the brownout: {ctx}"));
@@ -53,7 +58,53 @@ fn the_fixed_default_misses_fast_brownouts_that_hand_tuning_catches() {
             tuned.time_to_trip[0].is_some_and(|t| t <= 30.0),
             "{tuned:?}"
         );
+        assert_eq!(tuned.trip_reason, [Some(TripReason::SlowCalls)]);
     }
+}
+
+fn worst(times: &[Option<f64>]) -> f64 {
+    times
+        .iter()
+        .map(|t| t.expect("tripped"))
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// The table's claim, at every baseline: the learned threshold is the
+/// hand-tuned one (2x the true median) without being told the latency, so
+/// it catches every brownout as early (worst case within 5 s of it) and
+/// never trips on the 1.5x step. Against the fixed default (5 s): at 20 and
+/// 300 ms the default never trips (asserted above); at 2 s the default, 2.5x
+/// the median, trips too, so what is asserted there is that the learned
+/// threshold trips earlier on every seed and at least 10 s earlier in the
+/// worst case (in the recorded run: -8 s against +7 s after reaching 3x).
+#[test]
+fn the_learned_threshold_matches_hand_tuning_and_beats_the_default() {
+    for ms in BASES {
+        let base = Duration::from_millis(ms);
+        let learned = evaluate(base, Threshold::Learned, &SEEDS);
+        let tuned = evaluate(base, Threshold::HandTuned, &SEEDS);
+        let ctx = format!("{ms} ms:\n learned {learned:?}\n tuned {tuned:?}");
+        for th in &learned.onset_threshold {
+            let ratio = th.as_secs_f64() / (2.0 * base.as_secs_f64());
+            assert!((ratio - 1.0).abs() <= 0.10, "{th:?} vs 2x {base:?}: {ctx}");
+        }
+        for r in learned.trip_reason.iter().chain(&tuned.trip_reason) {
+            assert_eq!(*r, Some(TripReason::SlowCalls), "{ctx}");
+        }
+        let (wl, wt) = (worst(&learned.time_to_trip), worst(&tuned.time_to_trip));
+        assert!(wl <= wt + 5.0, "worst {wl:.1} s against {wt:.1} s: {ctx}");
+        assert_eq!(learned.step_trips, 0, "{ctx}");
+    }
+    let base = Duration::from_secs(2);
+    let learned = evaluate(base, Threshold::Learned, &SEEDS);
+    let default = evaluate(base, Threshold::FixedDefault, &SEEDS);
+    let ctx = format!("learned {learned:?}\n default {default:?}");
+    for (l, d) in learned.time_to_trip.iter().zip(&default.time_to_trip) {
+        let (l, d) = (l.expect("learned trips"), d.expect("default trips"));
+        assert!(l < d, "learned {l:.1} s, default {d:.1} s: {ctx}");
+    }
+    let (wl, wd) = (worst(&learned.time_to_trip), worst(&default.time_to_trip));
+    assert!(wl <= wd - 10.0, "worst {wl:.1} s against {wd:.1} s: {ctx}");
 }
 
 /// Without the suspect rule (slow calls probed every `confirm_interval`),

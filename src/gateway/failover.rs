@@ -202,7 +202,7 @@ impl Gateway {
                     true
                 }
                 None => {
-                    if held || outcome == Outcome::Failure {
+                    if held || outcome.is_failure() {
                         hop.ep.refresh_stats(&st);
                     }
                     false
@@ -212,7 +212,7 @@ impl Gateway {
         if changed {
             self.daemon.state_changed();
             self.daemon.wake(hop.ep.slot());
-        } else if outcome == Outcome::Failure {
+        } else if outcome.is_failure() {
             self.daemon.counters_changed();
         }
     }
@@ -226,7 +226,7 @@ impl Gateway {
         reason: Reason,
         retry_after: Option<Duration>,
     ) {
-        self.record(hop, permit, Outcome::Failure, retry_after);
+        self.record(hop, permit, Outcome::RequestFailure, retry_after);
         route
             .metrics
             .attempt(hop.pos, AttemptResult::Failure, Some(reason));
@@ -324,14 +324,7 @@ impl Gateway {
             self.failed(route, hop, permit, Reason::BadResponse, None);
             return Attempt::Failed;
         };
-        self.record(
-            hop,
-            permit,
-            Outcome::Success {
-                duration: Duration::ZERO,
-            },
-            None,
-        );
+        self.record(hop, permit, Outcome::RequestSuccess, None);
         route.metrics.attempt(hop.pos, AttemptResult::Success, None);
         let tier = tier_of(hop);
         route.metrics.request(

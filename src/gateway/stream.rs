@@ -49,14 +49,8 @@ impl Finish {
                 .gateway
                 .record(hop, self.permit, Outcome::Ignored, None),
             None => {
-                self.gateway.record(
-                    hop,
-                    self.permit,
-                    Outcome::Success {
-                        duration: Duration::ZERO,
-                    },
-                    None,
-                );
+                self.gateway
+                    .record(hop, self.permit, Outcome::RequestSuccess, None);
                 self.route
                     .metrics
                     .attempt(hop.pos, AttemptResult::Success, None);

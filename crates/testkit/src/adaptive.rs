@@ -308,6 +308,10 @@ pub struct Row {
     pub early_trips: usize,
     /// From reaching 3x to the first trip, per seed (None: no trip).
     pub time_to_trip: Vec<Option<f64>>,
+    /// The reason of that first trip, per seed.
+    pub trip_reason: Vec<Option<TripReason>>,
+    /// The slow-call threshold of the last probe before the brownout, per seed.
+    pub onset_threshold: Vec<Duration>,
     /// Brownout end to closed, minus the open period in force then (s).
     pub recovery_margin: Vec<Option<f64>>,
     /// Largest |learned / true median - 1| over the day, after the warm-up.
@@ -349,6 +353,10 @@ pub fn evaluate_config(base: Duration, cfg: &EndpointConfig, seeds: &[u64]) -> R
         let first = t.trips.iter().find(|(at, _)| *at >= ONSET);
         row.time_to_trip
             .push(first.map(|(at, _)| at.as_secs_f64() - three_x.as_secs_f64()));
+        row.trip_reason.push(first.map(|(_, reason)| *reason));
+        let before = t.log.iter().take_while(|p| p.0 < ONSET).last();
+        row.onset_threshold
+            .push(before.map_or(Duration::ZERO, |p| p.2));
         let closed = t.closes.iter().find(|c| **c >= end);
         let (_, open_at_end) = t.checkpoint(end);
         row.recovery_margin.push(match (first, closed) {
