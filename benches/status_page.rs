@@ -3,8 +3,9 @@
 //! in alternating phases without and with the page open (its JSON,
 //! `/api/v1/status`, fetched as the page does: the current minute every
 //! 2 s, the whole hour every 30 s). Compares the
-//! daemon's CPU per probe and how late probes start, and reports what one
-//! poll of the JSON costs.
+//! daemon's CPU per probe and how late probes start (also in the seconds
+//! around the hour polls, against the same seconds of the closed phases),
+//! and reports what one poll of the JSON costs.
 
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,12 @@ use testkit::bench::{curl, endpoints_config, guard, median};
 use testkit::procfs::{cpu_seconds, rss_bytes};
 
 const N: usize = 1_000;
-const PHASE: Duration = Duration::from_secs(40);
-const ROUNDS: usize = 2;
+/// Each phase: two of the page's hour polls, 30 s apart.
+const PHASE: Duration = Duration::from_secs(60);
+/// Alternations of a closed and an open phase (`STATUS_BENCH_ROUNDS` to change).
+const ROUNDS: usize = 3;
+/// The ticks (seconds into a phase) of the page's hour polls.
+const HOUR_TICKS: [u64; 2] = [14, 44];
 /// One healthy TGI endpoint `t` to probe.
 const TARGET: &str = "endpoints:\n  - {name: t, protocol: tgi}\n";
 
@@ -46,6 +51,11 @@ struct Phase {
     late: f64,
     within_10ms: f64,
     within_50ms: f64,
+    /// Probes started over 10 ms and over 50 ms late in the 4 s around the
+    /// hour polls' ticks (from 1 s before to 3 s after; in a closed phase,
+    /// the same ticks without the poll).
+    late_10ms_near_hour: f64,
+    late_50ms_near_hour: f64,
     polls: Vec<f64>,
     bytes: usize,
 }
@@ -57,6 +67,8 @@ impl Phase {
         self.late += other.late;
         self.within_10ms += other.within_10ms;
         self.within_50ms += other.within_50ms;
+        self.late_10ms_near_hour += other.late_10ms_near_hour;
+        self.late_50ms_near_hour += other.late_50ms_near_hour;
         self.polls.extend(other.polls);
         self.bytes = self.bytes.max(other.bytes);
     }
@@ -73,11 +85,15 @@ fn phase(pid: u32, base: &str, page: bool) -> Phase {
     let start = Instant::now();
     let mut out = Phase::default();
     let mut tick = 0u64;
+    let mut near = Counters::default();
     while start.elapsed() < PHASE {
         std::thread::sleep(Duration::from_secs(1));
         tick += 1;
+        if HOUR_TICKS.contains(&(tick + 1)) {
+            near = counters(curl(&metrics).0);
+        }
         if page && tick.is_multiple_of(2) {
-            let (body, took) = curl(if tick.is_multiple_of(30) {
+            let (body, took) = curl(if HOUR_TICKS.contains(&tick) {
                 &hour
             } else {
                 &recent
@@ -85,6 +101,13 @@ fn phase(pid: u32, base: &str, page: bool) -> Phase {
             assert!(body.starts_with("{\"now\""), "{body:.200}");
             out.polls.push(took.as_secs_f64());
             out.bytes = out.bytes.max(body.len());
+        }
+        if HOUR_TICKS.iter().any(|h| tick == h + 3) {
+            let after = counters(curl(&metrics).0);
+            let late_10 = |c: &Counters| c.late_count - c.within_10ms;
+            let late_50 = |c: &Counters| c.late_count - c.within_50ms;
+            out.late_10ms_near_hour += late_10(&after) - late_10(&near);
+            out.late_50ms_near_hour += late_50(&after) - late_50(&near);
         }
         if tick.is_multiple_of(5) {
             curl(&metrics);
@@ -101,12 +124,24 @@ fn phase(pid: u32, base: &str, page: bool) -> Phase {
 
 fn row(what: &str, p: &Phase) -> String {
     format!(
-        "| {what} | {:.0} | {:.1} µs | {:.2}% / {:.2}% |",
+        "| {what} | {:.0} | {:.1} µs | {:.2}% / {:.2}% | {:.0} / {:.0} | {:.0} / {:.0} |",
         p.probes,
         1e6 * p.cpu / p.probes,
         100.0 * p.within_10ms / p.late,
         100.0 * p.within_50ms / p.late,
+        p.late - p.within_10ms,
+        p.late - p.within_50ms,
+        p.late_10ms_near_hour,
+        p.late_50ms_near_hour,
     )
+}
+
+/// Load average over 1 minute, from /proc/loadavg.
+fn load1() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// One poll of `minutes` of history when every endpoint has a full hour,
@@ -163,21 +198,33 @@ fn main() {
     );
     // Let the first round of probes and the schedule settle.
     std::thread::sleep(Duration::from_secs(20));
+    let rounds = std::env::var("STATUS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS);
     let (mut off, mut on) = (Phase::default(), Phase::default());
-    for _ in 0..ROUNDS {
+    let mut loads = Vec::new();
+    for _ in 0..rounds {
         off.add(phase(d.pid(), &d.base(), false));
+        loads.push(load1());
         on.add(phase(d.pid(), &d.base(), true));
+        loads.push(load1());
     }
     let rss = rss_bytes(d.pid()) as f64 / 1048576.0;
     // On-phase CPU beyond what its probes cost at the off-phase rate.
     let extra_cpu = on.cpu - off.cpu / off.probes * on.probes;
     let polls = on.polls.len();
     println!(
-        "\nStatus page at 1,000 endpoints, 1 s interval; {ROUNDS} × {} s per phase, alternating",
-        PHASE.as_secs()
+        "\nStatus page at 1,000 endpoints, 1 s interval; {rounds} × {} s per phase, alternating; \
+         1-minute load average at the phases' ends {:.2} to {:.2} (2 cores)",
+        PHASE.as_secs(),
+        loads.iter().cloned().fold(f64::INFINITY, f64::min),
+        loads.iter().cloned().fold(0.0, f64::max),
     );
-    println!("| page | probes | daemon CPU per probe | probes started within 10 ms / 50 ms |");
-    println!("|---|---|---|---|");
+    println!(
+        "| page | probes | daemon CPU per probe | started within 10 ms / 50 ms | over 10 ms / 50 ms late | of which in the 4 s around an hour poll's tick |"
+    );
+    println!("|---|---|---|---|---|---|");
     println!("{}", row("closed (/metrics every 5 s)", &off));
     println!("{}", row("open (+ /api/v1/status every 2 s)", &on));
     println!(

@@ -421,6 +421,18 @@ async fn the_page_is_one_self_contained_document() {
     assert!(h.contains("id=\"conn\" role=\"alert\""));
     assert!(h.contains("Lost connection to the daemon"));
     assert!(h.contains("prefers-color-scheme: dark"));
+    // The strips' marks differ by shape too, and a legend says how.
+    for (class, label) in [
+        ("o-ok", "ok"),
+        ("o-fail", "failed"),
+        ("o-ign", "ignored"),
+        ("o-rej", "rejected (circuit open)"),
+        ("o-none", "no probe"),
+    ] {
+        let key =
+            format!("<span class=\"swatch {class}\" aria-hidden=\"true\"></span>{label}</span>");
+        assert!(h.contains(&key), "legend: {key}");
+    }
     assert!(h.contains("name=\"viewport\""));
     // The no-JS fallback is filled in, and reloads itself only without JS.
     assert!(!h.contains("<!--FALLBACK-->"));

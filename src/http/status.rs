@@ -129,14 +129,38 @@ pub struct TimelineEntry {
     pub action: Option<&'static str>,
 }
 
-fn endpoint_view(
-    name: &str,
-    st: &crate::schedule::EndpointState,
-    (now, minutes): (SystemTime, usize),
-    timeline: &mut Vec<TimelineEntry>,
-) -> EndpointView {
-    let cfg = &st.cfg;
-    timeline.extend(st.history.changes().map(|c| TimelineEntry {
+/// What one endpoint's row needs, copied while its lock is held: its marks
+/// and changes are `Copy` (under 2 KB), the rest a few words and the last
+/// probe's detail, so that a probe due or finishing meanwhile waits for
+/// that copy at most; the views, names and times are made after the lock
+/// is released (they used to be made under it).
+struct Row {
+    cfg: Arc<crate::config::EndpointConfig>,
+    state: State,
+    since: SystemTime,
+    open_until: Option<Instant>,
+    last: Option<crate::schedule::LastProbe>,
+    marks: Vec<Mark>,
+    changes: Vec<history::Change>,
+}
+
+impl Row {
+    fn copy(st: &crate::schedule::EndpointState, now: SystemTime, minutes: usize) -> Row {
+        Row {
+            cfg: st.cfg.clone(),
+            state: st.breaker.state(),
+            since: st.since_wall,
+            open_until: st.breaker.open_until(),
+            last: st.last.clone(),
+            marks: st.history.marks(now, minutes).copied().collect(),
+            changes: st.history.changes().copied().collect(),
+        }
+    }
+}
+
+fn endpoint_view(name: &str, row: Row, timeline: &mut Vec<TimelineEntry>) -> EndpointView {
+    let cfg = &row.cfg;
+    timeline.extend(row.changes.iter().map(|c| TimelineEntry {
         at: String::new(),
         when: c.at,
         kind: "transition",
@@ -151,12 +175,12 @@ fn endpoint_view(
         kind: cfg.kind.as_str(),
         probe: cfg.probe.as_str(),
         host: cfg.host(),
-        state: st.breaker.state(),
-        since: rfc3339(st.since_wall),
+        state: row.state,
+        since: rfc3339(row.since),
         enforced: cfg.enforce,
-        open_until: st.breaker.open_until().map(|t| rfc3339(wall(t))),
-        last_probe: st.last.as_ref().map(LastProbeView::from),
-        history: st.history.marks(now, minutes).map(MarkView::from).collect(),
+        open_until: row.open_until.map(|t| rfc3339(wall(t))),
+        last_probe: row.last.as_ref().map(LastProbeView::from),
+        history: row.marks.iter().map(MarkView::from).collect(),
     }
 }
 
@@ -200,7 +224,10 @@ pub fn status_view(d: &Daemon, minutes: usize) -> StatusView {
     let endpoints: Vec<EndpointView> = topo
         .endpoints
         .iter()
-        .map(|ep| endpoint_view(&ep.name, &ep.lock(), (now, minutes), &mut timeline))
+        .map(|ep| {
+            let row = Row::copy(&ep.lock(), now, minutes);
+            endpoint_view(&ep.name, row, &mut timeline)
+        })
         .collect();
     timeline.extend(d.board.actions().into_iter().map(|a| TimelineEntry {
         at: String::new(),
