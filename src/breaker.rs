@@ -550,6 +550,23 @@ impl Breaker {
         }
     }
 
+    /// Ask to send one gateway request. As [`Breaker::try_acquire`], except
+    /// that with the slow-call rule on a request never takes a half-open
+    /// trial: a request's duration depends on the request, so only a probe can
+    /// tell whether the brownout is over. Requests that took the trials would
+    /// close a breaker tripped on `slow_calls` while it is still slow.
+    pub fn try_acquire_request(&mut self, now: Instant) -> (Option<Permit>, Option<Transition>) {
+        let trial_next = match self.state {
+            State::HalfOpen => true,
+            State::Open => self.open_until.is_some_and(|until| now >= until),
+            _ => false,
+        };
+        if trial_next && self.slow_rule() {
+            return (None, None);
+        }
+        self.try_acquire(now)
+    }
+
     fn permit(&self, trial: bool) -> Permit {
         Permit {
             epoch: self.epoch,
@@ -1021,6 +1038,52 @@ mod tests {
         }
         assert_eq!(trip.and_then(|t| t.trip), Some(TripReason::SlowCalls));
         assert_eq!(slow_probes, 6, "min_calls slow probes");
+    }
+
+    #[test]
+    fn with_the_slow_call_rule_on_only_probes_take_half_open_trials() {
+        let t0 = Instant::now();
+        // Slow rule off: a request may take the trial and close the breaker.
+        let off = BreakerConfig {
+            slow_call_rate_threshold: 1.0,
+            ..cfg()
+        };
+        let mut b = Breaker::new(off, t0, 1);
+        trip(&mut b, t0);
+        let until = b.open_until().unwrap();
+        assert_eq!(
+            b.try_acquire_request(until - Duration::from_millis(1)).0,
+            None
+        );
+        for _ in 0..2 {
+            let (p, _) = b.try_acquire_request(until);
+            assert!(p.expect("a request takes the trial").is_trial());
+            b.record(p.unwrap(), Outcome::RequestSuccess, until);
+        }
+        assert_eq!(b.state(), State::Closed);
+        assert!(b.try_acquire_request(until).0.is_some(), "closed admits");
+
+        // Slow rule on: requests never take a trial, so a breaker tripped on
+        // slow calls closes only on fast probes.
+        let mut b = Breaker::new(auto(), t0, 1);
+        trip(&mut b, t0);
+        let until = b.open_until().unwrap();
+        assert_eq!(b.try_acquire_request(until), (None, None), "still open");
+        assert_eq!(b.state(), State::Open);
+        let (p, t) = b.try_acquire(until);
+        assert_eq!(t.map(|t| t.to), Some(State::HalfOpen));
+        assert_eq!(b.try_acquire_request(until), (None, None), "trial is out");
+        b.record(p.unwrap(), OK, until);
+        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(
+            b.try_acquire_request(until),
+            (None, None),
+            "no trial for requests"
+        );
+        let (p, _) = b.try_acquire(until);
+        b.record(p.expect("a probe takes the trial"), OK, until);
+        assert_eq!(b.state(), State::Closed);
+        assert!(b.try_acquire_request(until).0.is_some(), "closed admits");
     }
 
     #[test]

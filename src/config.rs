@@ -1323,8 +1323,22 @@ fn resolve(raw: RawFile, errs: &mut Errors, env: &dyn EnvSource) -> Config {
         "global.breaker",
         errs,
     );
-    let (rb, rt) = (&raw.global.breaker, &raw.global.timeout);
-    check_min_below_timeout(rb, &breaker, global.timeout, rt, "global", errs);
+    // Reported at the global fields only when an endpoint inherits all three
+    // (timeout, adaptive.min, slow_call_duration); an endpoint that writes
+    // one of them is checked, and reported, at its own.
+    let inherits = |e: &RawEndpoint| {
+        e.timeout.is_none()
+            && e.breaker.adaptive.min.is_none()
+            && e.breaker.slow_call_duration.is_none()
+    };
+    if raw
+        .endpoints
+        .as_ref()
+        .is_some_and(|e| e.value.iter().any(inherits))
+    {
+        let (rb, rt) = (&raw.global.breaker, &raw.global.timeout);
+        check_min_below_timeout(rb, &breaker, global.timeout, rt, "global", errs);
+    }
     let defaults = Defaults { global, breaker };
     check_not_empty(&raw, defaults.global.allow_empty, errs);
     let mut endpoint_names = HashMap::new();

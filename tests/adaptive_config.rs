@@ -222,6 +222,13 @@ fn min_above_the_probe_timeout_is_refused_with_position() {
         let e = err(&yaml);
         assert_eq!(e, want, "{yaml}");
     }
+    // The global pair conflicts, but no endpoint inherits it: every one
+    // has a timeout of its own above min, or a fixed threshold. Fine.
+    parse(
+        "global:\n  timeout: 2s\n  breaker:\n    slow_call_duration: auto\n    adaptive: {min: 3s}\n\
+         endpoints:\n  - {name: a, kind: http, url: 'http://127.0.0.1:9/', timeout: 5s}\n\
+         \x20 - {name: b, kind: http, url: 'http://127.0.0.1:9/', breaker: {slow_call_duration: 1s}}\n",
+    );
     // equal to the timeout, or a fixed threshold (min unused): fine
     parse(&format!("{AUTO}    adaptive: {{min: 2s}}\n{EPS}"));
     parse(&format!(

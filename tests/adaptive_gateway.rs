@@ -112,16 +112,22 @@ routes:
     let learned = baseline(&s);
     let m = MEDIAN.as_secs_f64();
     assert!(
-        (0.9 * m..2.0 * m).contains(&learned),
+        // The bug this guards against learned about 1 µs. Probes queue
+        // behind requests at the simulator on a loaded machine, so up to 3x.
+        (0.9 * m..3.0 * m).contains(&learned),
         "baseline {learned} near the probes' {m}, after {} requests",
         served.load(Ordering::Relaxed)
     );
-    // Two more seconds of traffic: no trip, the baseline where it was.
+    // 40 more requests (about 2 s; longer on a loaded machine): no trip,
+    // the baseline where it was.
     let before = served.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while served.load(Ordering::Relaxed) - before < 40 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let s = td.scrape().await;
     let requests = served.load(Ordering::Relaxed) - before;
-    assert!(requests >= 40, "only {requests} requests in 2 s");
+    assert!(requests >= 40, "only {requests} requests in 20 s");
     assert_eq!(
         s.state("primary"),
         Some("closed"),
@@ -134,8 +140,9 @@ routes:
         "{requests} requests moved the baseline: {learned} -> {kept}"
     );
 
-    // 2. A 5x brownout amid the same traffic trips on slow_calls.
-    sim.set_mode("primary", slow(MEDIAN * 5));
+    // 2. An 8x brownout amid the same traffic trips on slow_calls (above
+    // the threshold of 2x even a 3x baseline).
+    sim.set_mode("primary", slow(MEDIAN * 8));
     let s = td
         .until(Duration::from_secs(10), "a slow_calls trip", |s| {
             trips(s, "slow_calls") >= 1.0

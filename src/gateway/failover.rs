@@ -162,7 +162,7 @@ impl Gateway {
         let now = Instant::now();
         let (permit, changed, enforce) = {
             let mut st = hop.ep.lock();
-            let (permit, t) = st.breaker.try_acquire(now);
+            let (permit, t) = st.breaker.try_acquire_request(now);
             if let Some(t) = t {
                 hop.ep.apply(&mut st, t);
             }
