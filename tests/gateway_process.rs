@@ -269,7 +269,7 @@ async fn client_disconnects_and_mid_stream_resets_end_cleanly_and_leak_nothing()
         assert!(err.is_err_and(|e| e.is_timeout()));
         wait_until(
             "the gateway kept the upstream request of a client that left",
-            Duration::from_secs(2),
+            Duration::from_secs(5),
             || up.dropped() == i + 1,
         )
         .await;
@@ -286,18 +286,30 @@ async fn client_disconnects_and_mid_stream_resets_end_cleanly_and_leak_nothing()
 
     // 2. An upstream reset in the middle of a stream: an SSE error event.
     let events = vec![format!("{CHUNK}\n\n"), format!("{CHUNK}\n\n")];
-    *reply.lock().unwrap() = Reply::SseThenReset(events);
+    let relayed_len = 2 * (CHUNK.len() + 2);
     for _ in 0..ROUNDS {
-        let r = post(&client(), &gw, &chat("r", "stream", true))
+        // The upstream resets once the events reached the client.
+        let gate = Gate::new();
+        *reply.lock().unwrap() = Reply::SseThenReset(events.clone(), gate.clone());
+        let mut r = post(&client(), &gw, &chat("r", "stream", true))
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-hfbreaker-endpoint"], "primary");
-        let text = tokio::time::timeout(Duration::from_secs(5), r.text())
+        let read = async {
+            let mut got = Vec::new();
+            while let Some(chunk) = r.chunk().await.unwrap() {
+                got.extend_from_slice(&chunk);
+                if got.len() >= relayed_len {
+                    gate.open();
+                }
+            }
+            String::from_utf8(got).unwrap()
+        };
+        let text = tokio::time::timeout(Duration::from_secs(5), read)
             .await
-            .expect("the stream ends")
-            .unwrap();
-        let (relayed, rest) = text.split_at(2 * (CHUNK.len() + 2));
+            .expect("the stream ends");
+        let (relayed, rest) = text.split_at(relayed_len);
         assert_eq!(relayed, format!("{CHUNK}\n\n{CHUNK}\n\n"), "{text}");
         assert!(rest.starts_with("data: {\"error\":"), "{text}");
         assert!(

@@ -2,8 +2,9 @@
 //! must see what the gateway sent: it records every request (method, path,
 //! headers, body) and answers each as the test's script says: an answer
 //! at once, an answer held until a [`Gate`] opens, a TCP reset, or an SSE
-//! stream cut by a reset. It counts the held requests whose connection the
-//! peer closed before the answer (the gateway cancelled them).
+//! stream cut by a reset once a [`Gate`] opens. It counts the held requests
+//! whose connection the peer closed before the answer (the gateway
+//! cancelled them).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,9 +91,10 @@ pub enum Reply {
     Held(Gate, Box<Reply>),
     /// Close the connection with a TCP RST after reading the request.
     Reset,
-    /// 200 `text/event-stream` (chunked), these events 30 ms apart, then
-    /// a TCP RST in the middle of the body.
-    SseThenReset(Vec<String>),
+    /// 200 `text/event-stream` (chunked), these events 30 ms apart, then,
+    /// once the gate opens (the test has seen the events arrive), a TCP RST
+    /// in the middle of the body. The peer closing first ends it too.
+    SseThenReset(Vec<String>, Gate),
 }
 
 impl Reply {
@@ -250,7 +252,7 @@ async fn serve(
                 }
             }
             Reply::Reset => return reset(s),
-            Reply::SseThenReset(events) => return sse_then_reset(s, events).await,
+            Reply::SseThenReset(events, gate) => return sse_then_reset(s, events, gate).await,
             Reply::Held(..) => unreachable!("unwrapped above"),
         }
     }
@@ -270,7 +272,7 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-async fn sse_then_reset(mut s: TcpStream, events: Vec<String>) {
+async fn sse_then_reset(mut s: TcpStream, events: Vec<String>, gate: Gate) {
     let head =
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
     if s.write_all(head.as_bytes()).await.is_err() {
@@ -284,7 +286,12 @@ async fn sse_then_reset(mut s: TcpStream, events: Vec<String>) {
         let _ = s.flush().await;
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    // Let the gateway relay what it got before the reset.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The reset only once the test saw the events relayed (nothing may be
+    // in flight when it comes); a peer that closes first ends it as well.
+    let mut probe = [0u8; 1];
+    tokio::select! {
+        _ = gate.wait() => {}
+        _ = s.read(&mut probe) => {}
+    }
     reset(s);
 }
