@@ -103,11 +103,7 @@ fn sent_by_route(up: &Scripted, prefix: &str) -> Vec<Received> {
 async fn the_endpoint_token_goes_upstream_and_the_client_key_never_does() {
     let up = Scripted::start(|r| {
         if r.method != "POST" {
-            Reply::Answer {
-                status: 200,
-                headers: vec![],
-                body: String::new(),
-            }
+            Reply::empty()
         } else if String::from_utf8_lossy(&r.body).contains("fail") {
             Reply::json(500, r#"{"error":"simulated failure"}"#)
         } else {
@@ -204,21 +200,7 @@ async fn faults_setup(
     dir: &std::path::Path,
     primary: Arc<Mutex<Reply>>,
 ) -> (Scripted, Proc, String, String) {
-    let up = Scripted::start(move |r| {
-        if r.method != "POST" {
-            return Reply::Answer {
-                status: 200,
-                headers: vec![],
-                body: String::new(),
-            };
-        }
-        if r.path.starts_with("/p/") {
-            primary.lock().unwrap().clone()
-        } else {
-            Reply::json(200, COMPLETION)
-        }
-    })
-    .await;
+    let up = Scripted::primary_and_backup(primary, Reply::json(200, COMPLETION)).await;
     let u = up.url();
     let (p, gw, web) = start(
         dir,

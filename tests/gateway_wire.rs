@@ -104,11 +104,7 @@ fn the_one_at(up: &Scripted, prefix: &str, marker: &str) -> Received {
 /// Answers as each kind's server would, by path; probes get a bare 200.
 fn by_path(r: &Received) -> Reply {
     if r.method != "POST" {
-        return Reply::Answer {
-            status: 200,
-            headers: vec![],
-            body: String::new(),
-        };
+        return Reply::empty();
     }
     if r.path.ends_with("/chat/completions") {
         Reply::json(200, COMPLETION)
@@ -249,27 +245,6 @@ routes:
     }
 }
 
-/// One upstream for a route `r` = [primary (`/p`), backup (`/b`)]: the
-/// primary answers what `primary` holds, the backup a completion; probes
-/// (GET /health) get a bare 200.
-async fn two_endpoints(primary: Arc<Mutex<Reply>>) -> Scripted {
-    Scripted::start(move |r| {
-        if r.method != "POST" {
-            return Reply::Answer {
-                status: 200,
-                headers: vec![],
-                body: String::new(),
-            };
-        }
-        if r.path.starts_with("/p/") {
-            primary.lock().unwrap().clone()
-        } else {
-            Reply::json(200, COMPLETION)
-        }
-    })
-    .await
-}
-
 fn route_config(u: &str) -> String {
     format!(
         "endpoints:
@@ -298,7 +273,7 @@ async fn breaker(td: &TestDaemon) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_and_loading_fail_over_and_retry_after_holds_only_on_429_and_503() {
     let reply = Arc::new(Mutex::new(Reply::json(200, COMPLETION)));
-    let up = two_endpoints(reply.clone()).await;
+    let up = Scripted::primary_and_backup(reply.clone(), Reply::json(200, COMPLETION)).await;
     let (_k, keys) = key_file(KEY);
     let (td, gw) = daemon(
         &keys,
@@ -424,7 +399,7 @@ async fn send_trial(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_lets_only_the_trial_through_and_the_rest_fall_back() {
     let reply = Arc::new(Mutex::new(Reply::json(500, r#"{"error":"boom"}"#)));
-    let up = two_endpoints(reply.clone()).await;
+    let up = Scripted::primary_and_backup(reply.clone(), Reply::json(200, COMPLETION)).await;
     let (_k, keys) = key_file(KEY);
     // The trial is held at the gate until the concurrent requests are back:
     // the gateway waits for its first byte longer (8 s) than they may take
@@ -610,7 +585,7 @@ async fn client_keys_are_reloaded_with_the_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_during_its_half_open_trial_gives_the_trial_back() {
     let reply = Arc::new(Mutex::new(Reply::json(500, r#"{"error":"boom"}"#)));
-    let up = two_endpoints(reply.clone()).await;
+    let up = Scripted::primary_and_backup(reply.clone(), Reply::json(200, COMPLETION)).await;
     let (_k, keys) = key_file(KEY);
     let (td, gw) = daemon(
         &keys,

@@ -107,6 +107,15 @@ impl Reply {
         }
     }
 
+    /// A bare 200 with no body (what probes of `GET /health` get).
+    pub fn empty() -> Reply {
+        Reply::Answer {
+            status: 200,
+            headers: vec![],
+            body: String::new(),
+        }
+    }
+
     /// This answer with one more header.
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         if let Reply::Answer { headers, .. } = &mut self {
@@ -146,6 +155,22 @@ impl Scripted {
             received,
             dropped,
         }
+    }
+
+    /// One upstream for two endpoints, a primary under `/p` and a backup
+    /// under `/b`: the primary's POSTs get what `primary` holds at the time,
+    /// the backup's `backup`; every GET (the probes) a bare 200.
+    pub async fn primary_and_backup(primary: Arc<Mutex<Reply>>, backup: Reply) -> Scripted {
+        Scripted::start(move |r| {
+            if r.method != "POST" {
+                Reply::empty()
+            } else if r.path.starts_with("/p/") {
+                primary.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            } else {
+                backup.clone()
+            }
+        })
+        .await
     }
 
     pub fn url(&self) -> String {
