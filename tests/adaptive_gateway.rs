@@ -32,6 +32,14 @@ fn trips(s: &Scrape, reason: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
+fn transitions(s: &Scrape, from: &str, to: &str) -> f64 {
+    s.get(
+        "hfbreaker_circuit_transitions_total",
+        &[("endpoint", "primary"), ("from", from), ("to", to)],
+    )
+    .unwrap_or(0.0)
+}
+
 fn slow(d: Duration) -> Mode {
     Mode::Slow(HumanDuration(d))
 }
@@ -53,9 +61,10 @@ async fn requests_neither_teach_the_baseline_nor_hide_a_probe_brownout() {
     failure_threshold: 3
     window: 8
     min_calls: 4
-    open_duration: 60s
+    open_duration: 1s
+    max_open_duration: 4s
     slow_call_duration: auto
-    adaptive: {{factor: 2, warmup_calls: 5, half_life: 1m}}
+    adaptive: {{factor: 3, warmup_calls: 5, half_life: 1m}}
 gateway:
   client_keys_file: {keys}
   timeout: 3s
@@ -140,9 +149,10 @@ routes:
         "{requests} requests moved the baseline: {learned} -> {kept}"
     );
 
-    // 2. An 8x brownout amid the same traffic trips on slow_calls (above
-    // the threshold of 2x even a 3x baseline).
-    sim.set_mode("primary", slow(MEDIAN * 8));
+    // 2. A 12x brownout amid the same traffic trips on slow_calls (above
+    // the threshold of 3x even a 3x baseline; factor 3 rather than 2 so that
+    // a loaded machine's fast probes after the brownout are not slow).
+    sim.set_mode("primary", slow(MEDIAN * 12));
     let s = td
         .until(Duration::from_secs(10), "a slow_calls trip", |s| {
             trips(s, "slow_calls") >= 1.0
@@ -151,6 +161,29 @@ routes:
     for reason in ["consecutive_failures", "failure_rate", "half_open_failure"] {
         assert_eq!(trips(&s, reason), 0.0, "{reason}: {}", s.hfbreaker_lines());
     }
+
+    // 3. While the brownout lasts, requests take no half-open trial: the
+    // probes' slow trials reopen the breaker and it never closes. (When
+    // requests took the trials, two fast answers closed it after most open
+    // periods, and the brownout cycled open and closed.)
+    let s = td
+        .until(Duration::from_secs(30), "slow trials reopening", |s| {
+            trips(s, "slow_calls") >= 4.0
+        })
+        .await;
+    assert_eq!(
+        transitions(&s, "half_open", "closed"),
+        0.0,
+        "closed amid the brownout: {}",
+        s.hfbreaker_lines()
+    );
+
+    // 4. The brownout over: fast probe trials close it.
+    sim.set_mode("primary", slow(MEDIAN));
+    td.until(Duration::from_secs(30), "closed after the brownout", |s| {
+        s.state("primary") == Some("closed")
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();
