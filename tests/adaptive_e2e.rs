@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use testkit::{Proc, Scrape, client};
+use testkit::{Proc, Scrape, client, scrape_url};
 
 /// 100 ms answers with a little jitter. (Gauges are rendered to the
 /// nanosecond, hence the 1e-6 tolerance of products.)
@@ -42,20 +42,11 @@ endpoints:
     )
 }
 
-async fn scrape(d: &Proc) -> Scrape {
-    let r = client()
-        .get(format!("{}/metrics", d.base()))
-        .send()
-        .await
-        .unwrap();
-    Scrape(r.text().await.unwrap())
-}
-
 /// Scrape until `ok` holds, for at most `limit`.
 async fn until(d: &Proc, limit: Duration, what: &str, ok: impl Fn(&Scrape) -> bool) -> Scrape {
     let start = Instant::now();
     loop {
-        let s = scrape(d).await;
+        let s = scrape_url(&d.base()).await;
         if ok(&s) {
             return s;
         }

@@ -49,9 +49,7 @@ async fn requests_neither_teach_the_baseline_nor_hide_a_probe_brownout() {
     let mut spec = VirtualSpec::new(Protocol::Tgi, "org/zephyr");
     spec.mode = slow(MEDIAN);
     let sim = sim(vec![("primary", spec)]).await;
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("keys");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let (_keys, key_file) = testkit::key_file(KEY);
     let yaml = format!(
         "global:
   interval: 100ms

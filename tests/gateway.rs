@@ -64,9 +64,7 @@ async fn setup_with(primary_url: Option<String>, assistant: &str) -> Setup {
         ("hfemb", hf),
     ])
     .await;
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("keys");
-    std::fs::write(&key_file, format!("# clients\nsk-other\n{KEY}\n")).unwrap();
+    let (keys, key_file) = testkit::key_file(&format!("# clients\nsk-other\n{KEY}"));
     let primary = primary_url.unwrap_or_else(|| sim.url("primary"));
     let yaml = format!(
         "global:

@@ -74,9 +74,7 @@ fn real_clients_through_the_gateway() {
     };
     let dir = env!("CARGO_MANIFEST_DIR");
     let sim = testkit::binary!().simulate(SCENARIO);
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("keys");
-    std::fs::write(&key_file, format!("# clients\n{KEY}\n")).unwrap();
+    let (_keys, key_file) = testkit::key_file(&format!("# clients\n{KEY}"));
     let daemon = testkit::binary!().daemon(
         &config(&sim.base(), &key_file),
         &["--gateway.listen-address=127.0.0.1:0"],

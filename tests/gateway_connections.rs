@@ -186,9 +186,7 @@ struct Setup {
 /// `backup`; probes every 20 s so that only requests count.
 async fn setup(primary: SocketAddr) -> Setup {
     let sim = sim(vec![("backup", VirtualSpec::new(Protocol::Tgi, "m"))]).await;
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("keys");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let (keys, key_file) = testkit::key_file(KEY);
     let yaml = format!(
         "global:
   interval: 20s

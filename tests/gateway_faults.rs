@@ -73,9 +73,7 @@ async fn setup(primary_url: Option<String>, primary_extra: &str) -> Setup {
         ("backup", VirtualSpec::new(Protocol::Tgi, "org/zephyr")),
     ])
     .await;
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("keys");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let (keys, key_file) = testkit::key_file(KEY);
     let primary = primary_url.unwrap_or_else(|| sim.url("primary"));
     let yaml = format!(
         "global:

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testkit::scripted::{Gate, Received, Reply, Scripted};
-use testkit::{Proc, Scrape, client};
+use testkit::{Proc, client, scrape_url};
 
 const KEY: &str = "sk-gw-client-key-3e8b51";
 const TOKEN: &str = "hf_endpointToken7Qz4VwX2";
@@ -77,19 +77,6 @@ async fn whole(r: reqwest::Response) -> String {
         s.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("")));
     }
     s + &r.text().await.unwrap()
-}
-
-async fn scrape(web: &str) -> Scrape {
-    Scrape(
-        client()
-            .get(format!("{web}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
 }
 
 fn sent_by_route(up: &Scripted, prefix: &str) -> Vec<Received> {
@@ -176,7 +163,7 @@ async fn the_endpoint_token_goes_upstream_and_the_client_key_never_does() {
         );
     }
     assert!(!answers.contains(TOKEN), "{answers}");
-    let m = scrape(&web).await;
+    let m = scrape_url(&web).await;
     assert!(m.0.contains("hfbreaker_gateway_requests_total"));
     assert!(!m.0.contains(TOKEN) && !m.0.contains(KEY));
     for path in ["/api/v1/breakers", "/api/v1/routes"] {
@@ -234,7 +221,7 @@ async fn client_disconnects_and_mid_stream_resets_end_cleanly_and_leak_nothing()
     let r = post(&c, &gw, &chat("r", "warm", false)).await.unwrap();
     assert_eq!(r.headers()["x-hfbreaker-endpoint"], "primary");
     drop((r, c));
-    let _ = scrape(&web).await;
+    let _ = scrape_url(&web).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = fds(pid);
     const ROUNDS: usize = 3;
@@ -299,7 +286,7 @@ async fn client_disconnects_and_mid_stream_resets_end_cleanly_and_leak_nothing()
             "{text}"
         );
     }
-    let m = scrape(&web).await;
+    let m = scrape_url(&web).await;
     let failures = [
         ("route", "r"),
         ("endpoint", "primary"),
@@ -336,7 +323,7 @@ async fn client_disconnects_and_mid_stream_resets_end_cleanly_and_leak_nothing()
         after <= before + 2,
         "descriptors: {before} before, {after} after"
     );
-    let m = scrape(&web).await;
+    let m = scrape_url(&web).await;
     assert_eq!(m.sum("hfbreaker_gateway_in_flight_requests", &[]), 0.0);
     assert_eq!(
         m.sum("hfbreaker_gateway_attempts_total", &failures),

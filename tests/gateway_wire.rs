@@ -11,19 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testkit::scripted::{Gate, Received, Reply, Scripted};
-use testkit::{TestDaemon, client};
+use testkit::{TestDaemon, client, key_file};
 
 const KEY: &str = "sk-gw-wire-5c07e2";
 const COMPLETION: &str = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
 const EMBEDDINGS: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,0.25]},{"object":"embedding","index":1,"embedding":[1.0,2.0]}],"model":"m","usage":{"prompt_tokens":0,"total_tokens":0}}"#;
-
-/// A key file holding `key`, in a folder the caller keeps.
-fn key_file(key: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("keys");
-    std::fs::write(&f, format!("{key}\n")).unwrap();
-    (dir, f)
-}
 
 /// The daemon (probes every 20 s: requests do the work) with `body`
 /// appended after `global` and `gateway`, and its gateway.

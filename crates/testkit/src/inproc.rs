@@ -174,20 +174,28 @@ pub fn client() -> reqwest::Client {
         .expect("client builds")
 }
 
-/// `GET {base}/metrics` of a daemon outside this runtime (a child process),
-/// from blocking test code.
+/// `GET {base}/metrics` of a daemon outside this runtime (a child process).
+pub async fn scrape_url(base: &str) -> Scrape {
+    let r = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers");
+    Scrape(r.text().await.expect("/metrics body"))
+}
+
+/// [`scrape_url`] from blocking test code.
 pub fn scrape_blocking(rt: &tokio::runtime::Runtime, base: &str) -> Scrape {
-    let text = rt.block_on(async {
-        client()
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("/metrics answers")
-            .text()
-            .await
-            .expect("/metrics body")
-    });
-    Scrape(text)
+    rt.block_on(scrape_url(base))
+}
+
+/// A gateway client-key file holding `lines`, in a folder the caller
+/// keeps alive.
+pub fn key_file(lines: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let f = dir.path().join("keys");
+    std::fs::write(&f, format!("{lines}\n")).expect("key file written");
+    (dir, f)
 }
 
 /// Fast timings so a whole breaker cycle takes about a second.

@@ -33,7 +33,9 @@ mod tools;
 mod webdriver;
 
 pub use binary::Binary;
-pub use inproc::{FAST_GLOBAL, TestDaemon, client, scrape_blocking, sim, within};
+pub use inproc::{
+    FAST_GLOBAL, TestDaemon, client, key_file, scrape_blocking, scrape_url, sim, within,
+};
 pub use monitoring::{
     Notification, Webhook, query, start_alertmanager, start_blackbox, start_prometheus,
     wait_http_ok,
