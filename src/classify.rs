@@ -117,6 +117,19 @@ fn loading_estimate(body: &[u8]) -> Option<Option<f64>> {
     (says_loading || estimate.is_some()).then_some(estimate)
 }
 
+/// The `Retry-After` of an answer, for probes and gateway requests alike:
+/// only a 429 or 503 asks for a wait; other statuses carry none.
+pub fn retry_after_of(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<std::time::Duration> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    retry_after(v, std::time::SystemTime::now())
+}
+
 /// The wait a `Retry-After` value asks for (RFC 9110 §10.2.3), read the
 /// same for probes and gateway requests: delay-seconds, or an HTTP-date
 /// taken as the time left until it from `now` (a past date: no wait).

@@ -351,7 +351,7 @@ impl Gateway {
         resp: Answer,
     ) -> Attempt {
         let status = resp.status();
-        let retry_after = retry_after(status, resp.headers());
+        let retry_after = crate::classify::retry_after_of(status, resp.headers());
         let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
         let body = read_bounded(resp, MAX_ERROR_BYTES, call.deadline)
             .await
@@ -526,16 +526,6 @@ pub fn with_headers(mut r: Response, route: &RouteEntry, hop: &Hop, tier: Tier) 
     h.insert("x-hfbreaker-endpoint", hop.name.clone());
     h.insert("x-hfbreaker-tier", HeaderValue::from_static(tier.as_str()));
     r
-}
-
-/// `Retry-After` of a 429 or 503 answer, seconds or an HTTP-date, read as
-/// probes read it; on other statuses it asks for no wait of this request.
-fn retry_after(status: u16, h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    if !matches!(status, 429 | 503) {
-        return None;
-    }
-    let v = h.get(header::RETRY_AFTER)?.to_str().ok()?;
-    crate::classify::retry_after(v, std::time::SystemTime::now())
 }
 
 /// The whole body, up to `max`, before `deadline`.

@@ -232,7 +232,7 @@ impl Prepared {
         };
         let status = resp.status();
         let code = Some(status.as_u16());
-        let retry_after = retry_after(status.as_u16(), resp.headers());
+        let retry_after = crate::classify::retry_after_of(status.as_u16(), resp.headers());
         let body = match read_bounded(resp, self.max_body).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
@@ -268,16 +268,6 @@ impl Prepared {
         let (reason, estimate) = classify_status(status, body);
         (Err(reason), Some(status), estimate, http_detail(status))
     }
-}
-
-/// The `Retry-After` of a 429 or 503 answer (other statuses carry no
-/// request to wait).
-fn retry_after(status: u16, headers: &HeaderMap) -> Option<Duration> {
-    if !matches!(status, 429 | 503) {
-        return None;
-    }
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    crate::classify::retry_after(v, std::time::SystemTime::now())
 }
 
 /// `HTTP 200`: the log line of a success, without the formatting machinery
